@@ -1,0 +1,151 @@
+"""``python -m nml``: pre-train, tune, measure spectra, run the tiny pipeline, benchmark.
+
+Every subcommand stores its results in the result store (``--results``, default ``results/``)
+and prints them as JSON lines. Bad input (an unknown dataset, a noise ratio of 1.5, a config key
+that does not exist) ends with one line naming the problem and exit code 2, not a traceback.
+
+Used by book/rerun.md (rerunning the book's units from a shell) and the benchmarks of
+chapter 10_runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import NMLError
+
+__all__ = ["main", "parse_overrides"]
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``["lr=0.1", "augment=true", "optimizer=sgd"]`` -> typed dict (JSON values, else str)."""
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise NMLError(f"--set takes KEY=VALUE, got {pair!r}; e.g. --set epochs=10")
+        key, text = pair.split("=", 1)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def _pipeline(args):
+    from .experiments import Pipeline
+    from .results import ResultStore
+    return Pipeline(args.scale, store=ResultStore(args.results), data_root=args.data_root,
+                    device=args.device, progress=not args.quiet, recompute=args.recompute)
+
+
+def _print_rows(unit) -> None:
+    for row in unit.rows.to_dict("records"):
+        print(json.dumps(row, default=str))
+    state = "replayed from" if unit.replayed else "stored in"
+    print(f"# {state} {unit.experiment}/{unit.key}", file=sys.stderr)
+
+
+def _cmd_pretrain(args) -> None:
+    pipe = _pipeline(args)
+    pcfg = pipe.pretrain_config(args.backbone or pipe.scale.backbones[0], args.noise, args.seed,
+                                **parse_overrides(args.set))
+    _print_rows(pipe.pretrain(pcfg))
+
+
+def _cmd_tune(args) -> None:
+    pipe = _pipeline(args)
+    pcfg = pipe.pretrain_config(args.backbone or pipe.scale.backbones[0], args.noise,
+                                args.pretrain_seed)
+    tcfg = pipe.tune_config(args.method, seed=args.seed, **parse_overrides(args.set))
+    _print_rows(pipe.tune(pcfg, args.task or pipe.scale.tasks[0], tcfg))
+
+
+def _cmd_spectrum(args) -> None:
+    pipe = _pipeline(args)
+    pcfg = pipe.pretrain_config(args.backbone or pipe.scale.backbones[0], args.noise,
+                                args.pretrain_seed)
+    _print_rows(pipe.spectrum(pcfg, args.task or pipe.scale.tasks[0]))
+
+
+def _cmd_tiny(args) -> None:
+    from .experiments import run_tiny_pipeline
+    from .results import ResultStore
+    print(json.dumps(run_tiny_pipeline(ResultStore(args.results), progress=not args.quiet)))
+
+
+def _cmd_bench(args) -> None:
+    if args.which == "nmtune-speed":
+        from .benchmarks import nmtune_speed
+        result = nmtune_speed.run(device=args.device or "cpu", steps=args.steps or 200)
+    elif args.which == "blackbox-cache":
+        from .benchmarks import blackbox_cache
+        result = blackbox_cache.run(device=args.device, steps=args.steps)
+    else:
+        from .benchmarks import pretrain_speed
+        kwargs = {"device": args.device}
+        if args.steps:
+            kwargs["steps"] = args.steps
+        result = pretrain_speed.run(**kwargs)
+    print(json.dumps(result, default=str))
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", default="tiny", help="tiny | cpu | cifar (default: tiny)")
+    p.add_argument("--backbone", default=None, help="default: the scale's first backbone")
+    p.add_argument("--noise", type=float, default=0.0, help="pre-training noise ratio in [0, 1)")
+    p.add_argument("--data-root", default=None, help="data folder (default: $NML_DATA)")
+    p.add_argument("--results", default=None, help="result store (default: results/)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--recompute", action="store_true", help="ignore a stored result")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m nml", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="pre-train one model on noisy labels")
+    _common(p)
+    p.add_argument("--seed", type=int, default=0, help="pre-training seed (and noise draw)")
+    p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("tune", help="tune a pre-trained model on a downstream task")
+    _common(p)
+    p.add_argument("--pretrain-seed", type=int, default=0)
+    p.add_argument("--task", default=None, help="downstream task (default: the scale's first)")
+    p.add_argument("--method", default="lp", help="lp | mlp | nmtune | lora | lora_nmtune | ft")
+    p.add_argument("--seed", type=int, default=0, help="downstream seed")
+    p.set_defaults(func=_cmd_tune)
+
+    p = sub.add_parser("spectrum", help="singular values, SVE and LSVR of frozen features")
+    _common(p)
+    p.add_argument("--pretrain-seed", type=int, default=0)
+    p.add_argument("--task", default=None)
+    p.set_defaults(func=_cmd_spectrum)
+
+    p = sub.add_parser("tiny", help="the whole tiny pipeline on the embedded data (CPU, minutes)")
+    p.add_argument("--results", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_tiny)
+
+    p = sub.add_parser("bench", help="benchmarks measured side by side in one run")
+    p.add_argument("which", choices=["nmtune-speed", "blackbox-cache", "pretrain"])
+    p.add_argument("--device", default=None, help="cpu | cuda")
+    p.add_argument("--steps", type=int, default=None)
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except NMLError as err:
+        print(f"nml: error: {err}", file=sys.stderr)
+        return 2
+    return 0

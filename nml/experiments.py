@@ -1,0 +1,309 @@
+"""The experiment pipeline the chapters call: pre-train, extract, tune, measure; store it all.
+
+A :class:`Scale` fixes the data, backbones, epochs and seeds of one scale of the book:
+
+- ``tiny``: the embedded synthetic data and micro backbones, minutes on any CPU (tests, CI,
+  a fresh clone without data);
+- ``cpu``: real CIFAR-100 -> CIFAR-10 / PACS at a reduced model size and epoch count that a
+  2-core CPU can run (labelled "reduced CPU scale" wherever it is shown);
+- ``cifar``: the GPU scale of the book (full-width ResNet-18 with a CIFAR stem and a small ViT,
+  30 pre-training epochs, three seeds).
+
+:class:`Pipeline` computes each unit once and keeps it in the :class:`~nml.results.ResultStore`:
+asking again replays it. Result rows carry the index columns of :mod:`nml.results` plus
+``test_set`` (``test`` for ID tasks, the target domain or corruption for OOD tasks, and
+``mean`` for the average over an OOD task's targets).
+
+Used by every chapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .results import ResultStore, Unit, UnitOutput, default_cache_root
+
+__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "run_tiny_pipeline"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything that differs between the book's scales."""
+
+    name: str
+    description: str                 # stated in every figure caption
+    upstream: str                    # pre-training dataset
+    image_size: int                  # pixels per side for every dataset at this scale
+    backbones: tuple[str, ...]       # (convolutional, transformer)
+    noise_levels: tuple[float, ...]  # pre-training noise ratios
+    pretrain_seeds: tuple[int, ...]  # each seed draws its own noisy labels
+    tune_seeds: tuple[int, ...]      # downstream seeds
+    id_tasks: tuple[str, ...]
+    ood_tasks: tuple[str, ...]
+    pretrain_epochs: int
+    pretrain_overrides: tuple[tuple[str, object], ...] = ()  # extra PretrainConfig fields
+    tune_epochs: int = 30            # black-box tuning epochs (paper: 30)
+    whitebox_epochs: int = 30        # LoRA / FT epochs (paper: 30)
+    whitebox_train_limit: int | None = None  # cap on LoRA / FT train images (CPU cost)
+    fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
+    lambdas: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return self.id_tasks + self.ood_tasks
+
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(
+        name="tiny",
+        description="tiny scale: embedded synthetic data (16 px), micro backbones, CPU",
+        upstream="synthetic_upstream", image_size=16,
+        backbones=("resnet_micro", "vit_micro"),
+        noise_levels=(0.0, 0.1, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
+        id_tasks=("synthetic_id",), ood_tasks=("synthetic_ood_photo",),
+        pretrain_epochs=6, tune_epochs=10, whitebox_epochs=3, whitebox_train_limit=1000,
+        fractions=(0.25, 1.0)),
+    "cpu": Scale(
+        name="cpu",
+        description=("reduced CPU scale: CIFAR-100 pre-training at 32 px, quarter-width "
+                     "ResNet-18 / narrow ViT, few epochs, 2-core CPU"),
+        upstream="cifar100", image_size=32,
+        backbones=("resnet18_cifar_narrow", "vit_narrow_cifar"),
+        noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
+        id_tasks=("cifar10",), ood_tasks=("pacs_photo", "cifar10c"),
+        pretrain_epochs=8, tune_epochs=30, whitebox_epochs=2, whitebox_train_limit=5000),
+    "cifar": Scale(
+        name="cifar",
+        description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "
+                     "small ViT, 30 epochs, 3 seeds, GPU"),
+        upstream="cifar100", image_size=32,
+        backbones=("resnet18_cifar", "vit_small_cifar"),
+        noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0, 1, 2), tune_seeds=(0, 1, 2),
+        id_tasks=("cifar10", "caltech101"), ood_tasks=("pacs_photo", "pacs_sketch", "cifar10c"),
+        pretrain_epochs=30),
+}
+
+
+def get_scale(scale: str | Scale) -> Scale:
+    """The :class:`Scale` named ``scale`` (ConfigError naming the known ones otherwise)."""
+    if isinstance(scale, Scale):
+        return scale
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}; choose one of {tuple(SCALES)}")
+    return SCALES[scale]
+
+
+def _device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is visible; "
+                          f"use device='cpu' or run on a GPU machine")
+    return torch.device(device)
+
+
+class Pipeline:
+    """Compute-or-replay access to every unit of one scale (see the module docstring)."""
+
+    def __init__(self, scale: str | Scale = "tiny", *, store: ResultStore | None = None,
+                 data_root: str | Path | None = None, device: str | None = None,
+                 progress: bool = True, recompute: bool = False,
+                 checkpoint_dir: str | Path | None = None):
+        self.scale = get_scale(scale)
+        self.store = store if store is not None else ResultStore()
+        self.data_root = data_root
+        self.device = _device(device)
+        self.progress = progress
+        self.recompute = recompute
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else \
+            default_cache_root() / "checkpoints"
+        self._backbones: dict[str, object] = {}
+        self._tasks: dict[str, object] = {}
+
+    # -- configs ---------------------------------------------------------------------------
+    def pretrain_config(self, backbone: str, noise: float, seed: int, **overrides):
+        """The :class:`~nml.pretrain.PretrainConfig` of one pre-trained model at this scale."""
+        from .pretrain import PretrainConfig
+        values = dict(scale=self.scale.name, dataset=self.scale.upstream, backbone=backbone,
+                      noise=noise, seed=seed, epochs=self.scale.pretrain_epochs,
+                      image_size=self.scale.image_size)
+        values.update(dict(self.scale.pretrain_overrides))
+        values.update(overrides)
+        return PretrainConfig.from_dict(values)
+
+    def _labels(self, pcfg) -> dict:
+        return {"scale": self.scale.name, "backbone": pcfg.backbone, "noise": pcfg.noise,
+                "pretrain_seed": pcfg.seed}
+
+    # -- pre-training ------------------------------------------------------------------------
+    def _train(self, pcfg):
+        from .pretrain import pretrain
+        key = pcfg.hash()
+        if key not in self._backbones:
+            self._backbones[key] = pretrain(pcfg, root=self.data_root,
+                                            checkpoint_dir=self.checkpoint_dir,
+                                            device=str(self.device), progress=self.progress)
+        return self._backbones[key]
+
+    def pretrain(self, pcfg) -> Unit:
+        """Pre-train one model (or replay its stored result): clean test accuracy, noise rate."""
+        def compute() -> UnitOutput:
+            result = self._train(pcfg)
+            base = {**self._labels(pcfg), "seed": pcfg.seed, "method": "pretrain",
+                    "task": pcfg.dataset, "test_set": "test"}
+            rows = [{**base, "metric": "accuracy", "value": float(result.test_accuracy)},
+                    {**base, "metric": "train_noise_rate",
+                     "value": float(result.train_noise_rate)}]
+            return UnitOutput(rows=rows, info={"history": result.history},
+                              device=str(self.device))
+        return self.store.run("pretrain", pcfg, compute, recompute=self.recompute)
+
+    def backbone(self, pcfg):
+        """The pre-trained backbone (trained now, or resumed from its checkpoints)."""
+        return self._train(pcfg).backbone
+
+    # -- downstream data and features ------------------------------------------------------------
+    def task(self, name: str):
+        from .data import load_task
+        if name not in self._tasks:
+            self._tasks[name] = load_task(name, root=self.data_root,
+                                          image_size=self.scale.image_size)
+        return self._tasks[name]
+
+    def _stats(self, pcfg):
+        from .data import CHANNEL_STATS
+        return CHANNEL_STATS[pcfg.dataset]
+
+    def features(self, pcfg, task_name: str, *, augment_seed: int | None = None) -> dict:
+        """Frozen features of a task's train and test sets, extracted once and cached."""
+        from .features import cached_features, extract_features
+        task = self.task(task_name)
+        mean, std = self._stats(pcfg)
+        payload = {"pretrain": pcfg.to_dict(), "task": task_name, "augment_seed": augment_seed,
+                   "image_size": self.scale.image_size}
+
+        def compute():
+            model = self.backbone(pcfg)
+            out = {"train/x": extract_features(model, task.train.images, mean, std,
+                                                device=self.device, augment_seed=augment_seed),
+                   "train/y": task.train.labels}
+            for name, data in task.tests.items():
+                out[f"test/{name}/x"] = extract_features(model, data.images, mean, std,
+                                                         device=self.device)
+                out[f"test/{name}/y"] = data.labels
+            return out
+        tensors = cached_features(payload, compute)
+        tests = {k.split("/")[1]: (tensors[k], tensors[k[:-1] + "y"])
+                 for k in tensors if k.startswith("test/") and k.endswith("/x")}
+        return {"train": (tensors["train/x"], tensors["train/y"]), "tests": tests,
+                "num_classes": len(task.train.classes), "kind": task.kind}
+
+    # -- spectra of frozen features ------------------------------------------------------------
+    def spectrum(self, pcfg, task_name: str) -> Unit:
+        """SVE, LSVR and singular values of the frozen features on a task's data."""
+        from .spectrum import largest_singular_value_ratio, singular_value_entropy, \
+            singular_values
+
+        def compute() -> UnitOutput:
+            feats = self.features(pcfg, task_name)
+            base = {**self._labels(pcfg), "seed": pcfg.seed, "method": "frozen",
+                    "task": task_name}
+            rows, arrays = [], {}
+            sets = {"train": feats["train"][0],
+                    **{name: f for name, (f, _) in feats["tests"].items()}}
+            for name, f in sets.items():
+                s = singular_values(f)
+                arrays[name] = s
+                rows += [{**base, "test_set": name, "metric": "sve",
+                          "value": singular_value_entropy(s)},
+                         {**base, "test_set": name, "metric": "lsvr",
+                          "value": largest_singular_value_ratio(s)}]
+            return UnitOutput(rows=rows, arrays=arrays, device=str(self.device))
+        return self.store.run("spectrum", {"pretrain": pcfg.to_dict(), "task": task_name},
+                              compute, recompute=self.recompute)
+
+    # -- tuning ---------------------------------------------------------------------------
+    def tune(self, pcfg, task_name: str, tcfg, *, experiment: str | None = None) -> Unit:
+        """One downstream tuning run (black-box on cached features, white-box on the model)."""
+        from .tune import BLACKBOX_METHODS, tune_backbone, tune_on_features
+        experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
+                                    "lora": "lora", "lora_nmtune": "lora",
+                                    "ft": "finetune"}[tcfg.method]
+        unit_config = {"pretrain": pcfg.to_dict(), "task": task_name, "tune": tcfg.to_dict()}
+
+        def compute() -> UnitOutput:
+            if tcfg.method in BLACKBOX_METHODS:
+                feats = self.features(pcfg, task_name,
+                                      augment_seed=tcfg.seed if tcfg.augment else None)
+                result = tune_on_features(*feats["train"], feats["tests"], feats["num_classes"],
+                                          tcfg, device=self.device, progress=self.progress)
+                kind = feats["kind"]
+            else:
+                task = self.task(task_name)
+                kind = task.kind
+                train = task.train
+                limit = self.scale.whitebox_train_limit
+                if limit is not None and len(train) > limit:
+                    keep = torch.randperm(len(train),
+                                          generator=torch.Generator().manual_seed(0))[:limit]
+                    train = train.subset(keep.sort().values)
+                mean, std = self._stats(pcfg)
+                tests = {n: (d.images, d.labels) for n, d in task.tests.items()}
+                result = tune_backbone(self.backbone(pcfg), train.images, train.labels, tests,
+                                       len(train.classes), tcfg, mean=mean, std=std,
+                                       device=self.device, progress=self.progress)
+            base = {**self._labels(pcfg), "seed": tcfg.seed, "method": tcfg.method,
+                    "task": task_name, "fraction": tcfg.fraction, "lam": tcfg.lam,
+                    "label_noise": tcfg.label_noise}
+            rows = [{**base, **m} for m in result.metrics]
+            if kind == "ood":
+                rows += _mean_over_targets(rows, base)
+            return UnitOutput(rows=rows, arrays=result.singular_values,
+                              info={"history": result.history}, device=str(self.device))
+        return self.store.run(experiment, unit_config, compute, recompute=self.recompute)
+
+    def tune_config(self, method: str, seed: int = 0, **overrides):
+        """A :class:`~nml.tune.TuneConfig` with this scale's epoch counts."""
+        from .tune import BLACKBOX_METHODS, TuneConfig
+        epochs = self.scale.tune_epochs if method in BLACKBOX_METHODS else \
+            self.scale.whitebox_epochs
+        return TuneConfig.from_dict({"method": method, "seed": seed, "epochs": epochs,
+                                     **overrides})
+
+
+def _mean_over_targets(rows: list[dict], base: dict) -> list[dict]:
+    """OOD tasks: the mean of each metric over the target test sets (test_set='mean')."""
+    by_metric: dict[str, list[float]] = {}
+    for r in rows:
+        by_metric.setdefault(r["metric"], []).append(r["value"])
+    return [{**base, "test_set": "mean", "metric": m, "value": float(np.mean(v))}
+            for m, v in by_metric.items()]
+
+
+def run_tiny_pipeline(store: ResultStore | None = None, *, progress: bool = False,
+                      methods=("lp", "mlp", "nmtune")) -> dict:
+    """The whole tiny pipeline: pre-train at three noise levels, LP / MLP / NMTune, spectra.
+
+    Returns counts of the units made; used by ``python -m nml tiny`` and the tests.
+    """
+    pipe = Pipeline("tiny", store=store, progress=progress)
+    scale = pipe.scale
+    units = {"pretrain": 0, "spectrum": 0, "tune": 0}
+    backbone = scale.backbones[0]
+    for noise in scale.noise_levels:
+        pcfg = pipe.pretrain_config(backbone, noise, scale.pretrain_seeds[0])
+        pipe.pretrain(pcfg)
+        units["pretrain"] += 1
+        for task in scale.tasks:
+            pipe.spectrum(pcfg, task)
+            units["spectrum"] += 1
+            for method in methods:
+                pipe.tune(pcfg, task, pipe.tune_config(method, seed=scale.tune_seeds[0]))
+                units["tune"] += 1
+    return units
+

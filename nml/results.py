@@ -1,0 +1,286 @@
+"""The result store: every finished unit of work on disk, keyed by its config, replayed on demand.
+
+Layout under the store root (``results/`` in the repository unless ``$NML_RESULTS`` or an
+argument says otherwise)::
+
+    results/<experiment>/<key>.json   config, tidy result rows, provenance
+    results/<experiment>/<key>.npz    arrays of the unit (singular values), when it has any
+    results/index.csv                 one row per stored metric over all units
+
+``key`` is a hash of the unit's config, so asking again for the same config replays the stored
+result in milliseconds instead of recomputing it. Every write goes to a temporary file in the
+same folder and is moved into place with ``os.replace``: a write killed midway leaves the
+previous state, never half a file. Large intermediate tensors (cached features) live in a
+separate cache folder (``$NML_CACHE``, default ``~/.cache/nml``) that is never committed.
+
+Used by every chapter (``ResultStore.run`` computes or replays a unit; ``ResultStore.index``
+feeds the figures and the scorecard).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import fcntl
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .config import Config, config_hash
+from .errors import NMLError
+
+__all__ = [
+    "INDEX_COLUMNS", "ResultStore", "Unit", "UnitOutput", "atomic_write_bytes",
+    "default_results_root", "default_cache_root", "provenance",
+]
+
+#: Columns every result row carries (other issues and the book read these).
+INDEX_COLUMNS = ("experiment", "scale", "backbone", "noise", "pretrain_seed", "seed",
+                 "method", "task", "metric", "value")
+
+
+def default_results_root() -> Path:
+    """``$NML_RESULTS`` if set, else ``results/`` beside the ``nml`` package (the repository)."""
+    env = os.environ.get("NML_RESULTS")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[1] / "results"
+
+
+def default_cache_root() -> Path:
+    """``$NML_CACHE`` if set, else ``~/.cache/nml``: decoded data and cached features."""
+    return Path(os.environ.get("NML_CACHE", Path.home() / ".cache" / "nml")).expanduser()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _git_commit() -> str | None:
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance(*, seconds: float | None = None, device: str | None = None,
+               data_checksum: str | None = None, **extra: Any) -> dict:
+    """What made a result: package and library versions, git commit, machine, time taken."""
+    from . import __version__
+    try:
+        import torch
+        torch_version = torch.__version__
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:  # torch-free readers of the store still get provenance
+        torch_version, gpu = None, None
+    return {
+        "nml_version": __version__,
+        "git_commit": _git_commit(),
+        "torch_version": torch_version,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor_count": os.cpu_count(),
+        "gpu": gpu,
+        "device": device,
+        "data_checksum": data_checksum,
+        "seconds": seconds,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+
+
+@dataclass
+class UnitOutput:
+    """What a compute function returns: tidy rows, optional arrays, optional extra provenance."""
+
+    rows: list[dict]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    device: str | None = None
+    data_checksum: str | None = None
+
+
+@dataclass
+class Unit:
+    """One stored unit: its config, rows (a DataFrame), arrays and provenance."""
+
+    experiment: str
+    key: str
+    config: dict
+    rows: pd.DataFrame
+    arrays: dict[str, np.ndarray]
+    provenance: dict
+    info: dict
+    replayed: bool = False
+
+
+def _config_payload(config: Config | dict) -> dict:
+    if isinstance(config, Config):
+        return {"config_class": type(config).__name__, **config.to_dict()}
+    if isinstance(config, dict):
+        return dict(config)
+    raise NMLError(f"a result's config must be a Config or a dict, got {type(config).__name__}")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else (1e308 if value > 0 else -1e308)
+    return value
+
+
+class ResultStore:
+    """Finished units on disk, keyed by config hash; see the module docstring for the layout."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_results_root()
+
+    # -- keys and paths -------------------------------------------------------------------
+    @staticmethod
+    def key(experiment: str, config: Config | dict) -> str:
+        """The store key of a unit: a hash of the experiment name and the full config."""
+        return config_hash({"experiment": experiment, **_config_payload(config)})
+
+    def _paths(self, experiment: str, key: str) -> tuple[Path, Path]:
+        folder = self.root / experiment
+        return folder / f"{key}.json", folder / f"{key}.npz"
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, experiment: str, config: Config | dict) -> Unit | None:
+        """The stored unit for this config, or None when it has not been computed."""
+        return self.load(experiment, self.key(experiment, config))
+
+    def load(self, experiment: str, key: str) -> Unit | None:
+        json_path, npz_path = self._paths(experiment, key)
+        if not json_path.exists():
+            return None
+        try:
+            record = json.loads(json_path.read_text())
+        except json.JSONDecodeError as err:
+            raise NMLError(f"stored result {json_path} is not valid JSON ({err}); delete it and "
+                           f"rerun to recompute that unit") from None
+        arrays: dict[str, np.ndarray] = {}
+        if npz_path.exists():
+            with np.load(npz_path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        return Unit(experiment=experiment, key=key, config=record["config"],
+                    rows=pd.DataFrame(record["rows"]), arrays=arrays,
+                    provenance=record["provenance"], info=record.get("info", {}), replayed=True)
+
+    def units(self, experiment: str | None = None) -> Iterable[Unit]:
+        """Every stored unit (of one experiment, or all)."""
+        folders = [self.root / experiment] if experiment else sorted(
+            p for p in self.root.glob("*") if p.is_dir())
+        for folder in folders:
+            for path in sorted(folder.glob("*.json")):
+                unit = self.load(folder.name, path.stem)
+                if unit is not None:
+                    yield unit
+
+    # -- writing --------------------------------------------------------------------------
+    def put(self, experiment: str, config: Config | dict, output: UnitOutput, *,
+            seconds: float | None = None) -> Unit:
+        """Store a finished unit atomically and refresh ``index.csv``."""
+        if not experiment.replace("_", "").isalnum():
+            raise NMLError(f"experiment name {experiment!r} must be letters, digits and '_'")
+        key = self.key(experiment, config)
+        payload = _config_payload(config)
+        rows = []
+        for row in output.rows:
+            missing = [c for c in INDEX_COLUMNS if c not in row and c != "experiment"]
+            if missing:
+                raise NMLError(f"result row {row} lacks index column(s) {missing}")
+            rows.append({"experiment": experiment, **_jsonable(row)})
+        prov = provenance(seconds=seconds, device=output.device,
+                          data_checksum=output.data_checksum)
+        record = {"experiment": experiment, "key": key, "config": _jsonable(payload),
+                  "rows": rows, "info": _jsonable(output.info), "provenance": prov}
+        json_path, npz_path = self._paths(experiment, key)
+        if output.arrays:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **{k: np.asarray(v) for k, v in output.arrays.items()})
+            atomic_write_bytes(npz_path, buf.getvalue())
+        # The JSON goes last: a unit counts as stored only once its JSON exists.
+        atomic_write_bytes(json_path, json.dumps(record, indent=1).encode())
+        self.refresh_index()
+        return Unit(experiment, key, record["config"], pd.DataFrame(rows),
+                    dict(output.arrays), prov, record["info"], replayed=False)
+
+    def run(self, experiment: str, config: Config | dict, compute: Callable[[], UnitOutput], *,
+            recompute: bool = False) -> Unit:
+        """Replay the stored unit for ``config``; compute and store it only when absent."""
+        if not recompute:
+            unit = self.get(experiment, config)
+            if unit is not None:
+                return unit
+        start = time.perf_counter()
+        output = compute()
+        if not isinstance(output, UnitOutput):
+            raise NMLError(f"compute for {experiment!r} must return a UnitOutput")
+        return self.put(experiment, config, output, seconds=time.perf_counter() - start)
+
+    # -- the index ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def refresh_index(self) -> pd.DataFrame:
+        """Rebuild ``index.csv`` from every stored unit (under a lock, written atomically)."""
+        with self._lock():
+            frames = []
+            for unit in self.units():
+                df = unit.rows.copy()
+                df["key"] = unit.key
+                frames.append(df)
+            index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+                columns=[*INDEX_COLUMNS, "key"])
+            extra = [c for c in index.columns if c not in INDEX_COLUMNS]
+            index = index[[*INDEX_COLUMNS, *extra]].sort_values(
+                ["experiment", "scale", "backbone", "noise", "pretrain_seed", "method", "task",
+                 "metric", "seed"], kind="stable", na_position="first").reset_index(drop=True)
+            atomic_write_bytes(self.root / "index.csv", index.to_csv(index=False).encode())
+            return index
+
+    def index(self) -> pd.DataFrame:
+        """The tidy table of every stored metric (read from ``index.csv``, rebuilt if absent)."""
+        path = self.root / "index.csv"
+        if not path.exists():
+            return self.refresh_index()
+        return pd.read_csv(path)
