@@ -176,19 +176,20 @@ class Pipeline:
         return self._tasks[name]
 
     def _stats(self, pcfg):
-        from .data import CHANNEL_STATS
-        return CHANNEL_STATS[pcfg.dataset]
+        """The normalisation the model was pre-trained with (recorded by nml.pretrain)."""
+        result = self._train(pcfg)
+        return result.mean, result.std
 
     def features(self, pcfg, task_name: str, *, augment_seed: int | None = None) -> dict:
         """Frozen features of a task's train and test sets, extracted once and cached."""
         from .features import cached_features, extract_features
         task = self.task(task_name)
-        mean, std = self._stats(pcfg)
         payload = {"pretrain": pcfg.to_dict(), "task": task_name, "augment_seed": augment_seed,
                    "image_size": self.scale.image_size}
 
         def compute():
             model = self.backbone(pcfg)
+            mean, std = self._stats(pcfg)
             out = {"train/x": extract_features(model, task.train.images, mean, std,
                                                 device=self.device, augment_seed=augment_seed),
                    "train/y": task.train.labels}

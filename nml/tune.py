@@ -238,7 +238,7 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss)
+            total += float(loss.detach())
         history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch,
                         **{k: v / steps_per_epoch for k, v in parts_sum.items()}})
 
@@ -320,7 +320,7 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss)
+            total += float(loss.detach())
         history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch})
 
     from .features import extract_features

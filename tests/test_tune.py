@@ -1,0 +1,103 @@
+"""Downstream tuning on features: paper defaults, learning, the NMTune path, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from nml.errors import ConfigError, DataError
+from nml.tune import (PAPER_LR, PAPER_WEIGHT_DECAY, FeatureMLP, TuneConfig, evaluate_logits,
+                      tune_on_features)
+
+
+def _blobs(n, dim=16, classes=4, seed=0, shift=3.0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=torch.Generator().manual_seed(99)) * shift
+    y = torch.randint(0, classes, (n,), generator=g)
+    return centres[y] + torch.randn(n, dim, generator=g), y
+
+
+def test_paper_defaults():
+    assert TuneConfig(method="lp").learning_rate == 0.01 == PAPER_LR["lp"]
+    assert TuneConfig(method="lp").decay == 0.0
+    assert TuneConfig(method="nmtune").learning_rate == 1e-3
+    assert TuneConfig(method="nmtune").decay == 1e-4 == PAPER_WEIGHT_DECAY["nmtune"]
+    assert TuneConfig(method="lora").learning_rate == 2e-4
+    assert TuneConfig(method="ft").learning_rate == 1e-4
+    cfg = TuneConfig()
+    assert (cfg.epochs, cfg.lam, cfg.mlp_hidden_mult, cfg.lora_ratio) == (30, 0.01, 4, 8)
+
+
+@pytest.mark.parametrize("bad", [dict(method="svm"), dict(fraction=0.0), dict(fraction=1.5),
+                                 dict(lam=-1.0), dict(label_noise=1.0), dict(svd_method="qr"),
+                                 dict(epochs="3")])
+def test_bad_configs(bad):
+    with pytest.raises(ConfigError):
+        TuneConfig.from_dict(bad)
+
+
+def test_feature_mlp_shapes_and_residual():
+    mlp = FeatureMLP(8, hidden_mult=4, layers=2)
+    assert [m.weight.shape for m in mlp.net if hasattr(m, "weight")] == [(32, 8), (8, 32)]
+    res = FeatureMLP(8, residual=True)
+    with torch.no_grad():
+        for p in res.parameters():
+            p.zero_()
+    f = torch.randn(5, 8)
+    assert torch.equal(res(f), f)
+
+
+def test_evaluate_logits_by_hand():
+    logits = torch.tensor([[1., 0.], [1., 0.], [0., 1.], [1., 0.]])
+    labels = torch.tensor([0, 1, 1, 1])
+    out = evaluate_logits(logits, labels, 2)
+    assert out["accuracy"] == pytest.approx(50.0)
+    # predictions [0, 0, 1, 0]; class 0: tp1 fp2 fn0 -> f1 2/4; class 1: tp1 fp0 fn2 -> f1 2/4
+    assert out["f1"] == pytest.approx(50.0)
+    skewed = evaluate_logits(torch.tensor([[1., 0.], [0., 1.], [0., 1.]]), torch.tensor([0, 1, 0]), 2)
+    # class 0: tp1 fp0 fn1 -> 2/3; class 1: tp1 fp1 fn0 -> 2/3
+    assert skewed["f1"] == pytest.approx(200 / 3)
+
+
+@pytest.mark.parametrize("method", ["lp", "mlp", "nmtune"])
+def test_blackbox_methods_learn(method):
+    torch.set_num_threads(1)
+    xtr, ytr = _blobs(400, seed=0)
+    xte, yte = _blobs(200, seed=1)
+    cfg = TuneConfig(method=method, epochs=5, batch_size=64)
+    res = tune_on_features(xtr, ytr, {"test": (xte, yte)}, 4, cfg, progress=False)
+    metrics = {m["metric"]: m["value"] for m in res.metrics}
+    assert metrics["accuracy"] > 90 and 0 <= metrics["f1"] <= 100
+    assert np.isfinite(metrics["sve"]) and np.isfinite(metrics["lsvr"])
+    assert res.singular_values["test"].shape == (16,)
+    assert len(res.history) == 5
+    if method == "nmtune":
+        assert {"mse", "cov", "svd"} <= set(res.history[0])
+        assert -1.0 <= res.history[-1]["svd"] < 0
+
+
+def test_blackbox_is_deterministic_given_seed():
+    xtr, ytr = _blobs(200)
+    cfg = TuneConfig(method="mlp", epochs=2, batch_size=64, seed=3)
+    a = tune_on_features(xtr, ytr, {"t": (xtr, ytr)}, 4, cfg, progress=False)
+    b = tune_on_features(xtr, ytr, {"t": (xtr, ytr)}, 4, cfg, progress=False)
+    assert a.metrics == b.metrics
+
+
+def test_fraction_and_downstream_label_noise_change_the_run():
+    xtr, ytr = _blobs(300)
+    base = TuneConfig(method="lp", epochs=2, batch_size=64)
+    full = tune_on_features(xtr, ytr, {"t": (xtr, ytr)}, 4, base, progress=False)
+    noisy = tune_on_features(xtr, ytr, {"t": (xtr, ytr)}, 4, base.replace(label_noise=0.5),
+                             progress=False)
+    assert full.metrics != noisy.metrics
+
+
+def test_too_small_fraction_is_a_clear_error():
+    xtr, ytr = _blobs(3)
+    with pytest.raises(DataError, match="raise `fraction`"):
+        tune_on_features(xtr[:1], ytr[:1], {}, 4, TuneConfig(epochs=1), progress=False)
+
+
+def test_whitebox_method_rejected_on_features():
+    with pytest.raises(ConfigError, match="tune_backbone"):
+        tune_on_features(*_blobs(10), {}, 4, TuneConfig(method="lora"), progress=False)
