@@ -1,0 +1,84 @@
+# nml: two commands for everything (README.md):
+#   make test    set up .venv once, then run the test suite (browser tests excluded)
+#   make book    set up .venv once, then build the Jupyter Book from stored results -> _build/html
+# and, after `make book`:
+#   make browser-test   drive headless chromium over _build/html (needs chromium + chromedriver)
+#
+# Set-up is idempotent: the first run creates .venv with $(PYTHON) and installs the locked stack
+# (requirements.txt) plus nml in editable mode; a stamp file makes every later run skip it until
+# requirements.txt or pyproject.toml change.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.nml-setup.stamp
+PLOTLY_JS := book/_static/plotly.min.js
+PYTEST_ARGS ?=
+BOOK_ARGS ?=
+
+# Notebooks name the kernel "python3". Started from the Makefile, Jupyter tools run the venv's
+# python3 kernel (ipykernel's, inside .venv), even when a user-level "python3" kernel exists.
+export PATH := $(abspath $(BIN)):$(PATH)
+export JUPYTER_PREFER_ENV_PATH := 1
+
+.PHONY: setup test book browser-test kernel lock clean help
+
+help:
+	@echo "make test          set up .venv (once) and run pytest (browser tests excluded)"
+	@echo "make book          set up .venv (once) and build the book into _build/html"
+	@echo "make browser-test  check the built book in headless chromium (after make book)"
+	@echo "make kernel        register this venv as the Jupyter kernel 'nml' for your own Jupyter"
+	@echo "make lock          rewrite requirements.txt from the current .venv"
+	@echo "make clean         remove _build"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+	# --no-deps: the lock above already holds every dependency at its tested version.
+	$(PY) -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: $(STAMP)
+
+# pytest exits 5 when it collected no tests: a suite that runs nothing proves nothing, so fail.
+test: $(STAMP)
+	@$(PY) -m pytest --ignore=tests/browser $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
+	exit $$rc
+
+# plotly.js is copied from the pinned plotly package, so the book always loads the plotly.js
+# version that the plotly Python package wrote its figures for.
+$(PLOTLY_JS): $(STAMP)
+	mkdir -p $(dir $@)
+	cp "$$($(PY) -c 'import plotly, pathlib; print(pathlib.Path(plotly.__file__).parent / "package_data" / "plotly.min.js")')" $@
+
+# The execution cache (_build/.jupyter_cache) re-runs a notebook only when its code changed. The
+# chapters' outputs also depend on the stored results and on nml itself, so when anything under
+# results/ or nml/ is newer than the last successful build, the cache is cleared first.
+# -W --keep-going: any Sphinx / myst-nb warning (an output the builder cannot render, a broken
+# reference, a notebook that fails) fails the build, after reporting all of them.
+BOOK_STAMP := _build/.book-inputs.stamp
+book: $(STAMP) $(PLOTLY_JS)
+	@if [ -f $(BOOK_STAMP) ] && [ -n "$$(find results nml -newer $(BOOK_STAMP) -type f ! -name '*.pyc' -print -quit 2>/dev/null)" ]; then \
+	  echo "results/ or nml/ changed since the last build: re-executing every chapter"; \
+	  rm -rf _build/.jupyter_cache; \
+	fi
+	$(BIN)/jupyter-book build . --builder html -W --keep-going $(BOOK_ARGS)
+	@touch $(BOOK_STAMP)
+
+browser-test: $(STAMP)
+	@$(PY) -m pytest tests/browser -v $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make browser-test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
+	exit $$rc
+
+kernel: $(STAMP)
+	$(PY) -m ipykernel install --user --name nml --display-name "Python (nml)"
+
+lock: $(STAMP)
+	$(PY) scripts/lock_requirements.py
+
+clean:
+	rm -rf _build
