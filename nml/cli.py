@@ -76,6 +76,20 @@ def _cmd_tiny(args) -> None:
     print(json.dumps(run_tiny_pipeline(ResultStore(args.results), progress=not args.quiet)))
 
 
+def _cmd_grid(args) -> None:
+    from .chapters import CHAPTERS, ChapterParams, run_chapter
+    from .results import ResultStore
+    params = ChapterParams.from_dict(scale=args.scale, noise=args.noise, backbone=args.backbone,
+                                     task=args.task, data_root=args.data_root,
+                                     device=args.device, **parse_overrides(args.set))
+    chapters = CHAPTERS if args.chapter == "all" else tuple(args.chapter.split(","))
+    store = ResultStore(args.results)
+    for chapter in chapters:
+        _, results = run_chapter(chapter, params, store=store, progress=not args.quiet)
+        print(json.dumps({"chapter": chapter, "scale": results[0].scale,
+                          "rows": sum(len(r.rows) for r in results)}))
+
+
 def _cmd_bench(args) -> None:
     if args.which == "nmtune-speed":
         from .benchmarks import nmtune_speed
@@ -132,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_tiny)
+
+    p = sub.add_parser("grid", help="compute (or replay) every unit a chapter shows")
+    p.add_argument("--chapter", default="all", help="e.g. 02_linear_probe, a comma list, or all")
+    p.add_argument("--scale", default="tiny", help="tiny | cpu | cifar")
+    p.add_argument("--noise", type=float, default=0.1, help="the chapters' detail noise ratio")
+    p.add_argument("--backbone", default=None)
+    p.add_argument("--task", default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--results", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="another chapter parameter, e.g. lam=0.03")
+    p.set_defaults(func=_cmd_grid)
 
     p = sub.add_parser("bench", help="benchmarks measured side by side in one run")
     p.add_argument("which", choices=["nmtune-speed", "blackbox-cache", "pretrain"])

@@ -28,7 +28,11 @@ import torch
 from .errors import ConfigError
 from .results import ResultStore, Unit, UnitOutput, default_cache_root
 
-__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "run_tiny_pipeline"]
+__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "run_tiny_pipeline"]
+
+
+class MissingResult(LookupError):
+    """A unit asked for in replay-only mode is not in the store."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Scale:
     whitebox_epochs: int = 30        # LoRA / FT epochs (paper: 30)
     whitebox_train_limit: int | None = None  # cap on LoRA / FT train images (CPU cost)
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
+    cifar10c_severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # corruption severities tested
+    test_limit: int | None = None    # seeded cap on images per test set (CPU cost)
     lambdas: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
     @property
@@ -76,7 +82,8 @@ SCALES: dict[str, Scale] = {
         backbones=("resnet18_cifar_narrow", "vit_narrow_cifar"),
         noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
         id_tasks=("cifar10",), ood_tasks=("pacs_photo", "cifar10c"),
-        pretrain_epochs=8, tune_epochs=30, whitebox_epochs=2, whitebox_train_limit=5000),
+        pretrain_epochs=8, tune_epochs=30, whitebox_epochs=2, whitebox_train_limit=5000,
+        cifar10c_severities=(3, 5), test_limit=2000),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "
@@ -112,7 +119,7 @@ class Pipeline:
 
     def __init__(self, scale: str | Scale = "tiny", *, store: ResultStore | None = None,
                  data_root: str | Path | None = None, device: str | None = None,
-                 progress: bool = True, recompute: bool = False,
+                 progress: bool = True, recompute: bool = False, replay_only: bool = False,
                  checkpoint_dir: str | Path | None = None):
         self.scale = get_scale(scale)
         self.store = store if store is not None else ResultStore()
@@ -120,6 +127,7 @@ class Pipeline:
         self.device = _device(device)
         self.progress = progress
         self.recompute = recompute
+        self.replay_only = replay_only
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else \
             default_cache_root() / "checkpoints"
         self._backbones: dict[str, object] = {}
@@ -135,6 +143,16 @@ class Pipeline:
         values.update(dict(self.scale.pretrain_overrides))
         values.update(overrides)
         return PretrainConfig.from_dict(values)
+
+    def _run(self, experiment: str, config, compute) -> Unit:
+        """Replay a stored unit; compute it only when allowed (``replay_only`` forbids it)."""
+        if self.replay_only:
+            unit = self.store.get(experiment, config)
+            if unit is None:
+                raise MissingResult(f"{experiment} unit {self.store.key(experiment, config)} is "
+                                    f"not stored at scale {self.scale.name!r}")
+            return unit
+        return self.store.run(experiment, config, compute, recompute=self.recompute)
 
     def _labels(self, pcfg) -> dict:
         return {"scale": self.scale.name, "backbone": pcfg.backbone, "noise": pcfg.noise,
@@ -160,8 +178,8 @@ class Pipeline:
                     {**base, "metric": "train_noise_rate",
                      "value": float(result.train_noise_rate)}]
             return UnitOutput(rows=rows, info={"history": result.history},
-                              device=str(self.device))
-        return self.store.run("pretrain", pcfg, compute, recompute=self.recompute)
+                              device=str(self.device), data_checksum=self._checksum(pcfg.dataset))
+        return self._run("pretrain", pcfg, compute)
 
     def backbone(self, pcfg):
         """The pre-trained backbone (trained now, or resumed from its checkpoints)."""
@@ -169,11 +187,52 @@ class Pipeline:
 
     # -- downstream data and features ------------------------------------------------------------
     def task(self, name: str):
-        from .data import load_task
+        """A downstream task with this scale's choice of test sets (see ``Scale``)."""
+        from .data import Task, load_task
         if name not in self._tasks:
-            self._tasks[name] = load_task(name, root=self.data_root,
-                                          image_size=self.scale.image_size)
+            task = load_task(name, root=self.data_root, image_size=self.scale.image_size)
+            keys = [k for k in task.tests if "@" not in k
+                    or int(k.split("@")[1]) in self.scale.cifar10c_severities]
+            tests = {}
+            for key in keys:
+                data = task.tests[key]
+                if self.scale.test_limit is not None and len(data) > self.scale.test_limit:
+                    keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+                    data = data.subset(keep[:self.scale.test_limit].sort().values)
+                tests[key] = data
+            self._tasks[name] = Task(task.name, task.kind, task.train, tests)
         return self._tasks[name]
+
+    def _task_key(self, task_name: str) -> dict:
+        """What identifies a task's data in store keys: name, test-set selection, data version."""
+        from .data import TASKS
+        if task_name not in TASKS:
+            raise ConfigError(f"unknown task {task_name!r}; known tasks: {', '.join(TASKS)}")
+        key = {"task": task_name, "test_limit": self.scale.test_limit,
+               "image_size": self.scale.image_size}
+        if task_name == "cifar10c":
+            key["severities"] = list(self.scale.cifar10c_severities)
+        if TASKS[task_name].dataset.startswith("synthetic"):
+            from . import data
+            key["synthetic_version"] = data.SYNTHETIC_VERSION
+        return key
+
+    def _checksum(self, *datasets: str) -> str:
+        """Provenance: the SHA256 of each tarball used, or the synthetic generator's version."""
+        from . import data
+        parts = []
+        for name in datasets:
+            if name.startswith("synthetic"):
+                parts.append(f"{name}:{data.synthetic_version()}")
+            elif name in data.DATASETS and not name.startswith(("torchvision:", "imagefolder:")):
+                try:
+                    root = data.data_root(self.data_root)
+                    parts.append(f"{name}:{data._expected_checksum(root, name + '.tar.xz')}")
+                except Exception:  # provenance only; loading reports a missing root clearly
+                    parts.append(f"{name}:unknown")
+            else:
+                parts.append(f"{name}:unverified")
+        return ";".join(parts)
 
     def _stats(self, pcfg):
         """The normalisation the model was pre-trained with (recorded by nml.pretrain)."""
@@ -184,8 +243,8 @@ class Pipeline:
         """Frozen features of a task's train and test sets, extracted once and cached."""
         from .features import cached_features, extract_features
         task = self.task(task_name)
-        payload = {"pretrain": pcfg.to_dict(), "task": task_name, "augment_seed": augment_seed,
-                   "image_size": self.scale.image_size}
+        payload = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
+                   "augment_seed": augment_seed}
 
         def compute():
             model = self.backbone(pcfg)
@@ -224,9 +283,10 @@ class Pipeline:
                           "value": singular_value_entropy(s)},
                          {**base, "test_set": name, "metric": "lsvr",
                           "value": largest_singular_value_ratio(s)}]
-            return UnitOutput(rows=rows, arrays=arrays, device=str(self.device))
-        return self.store.run("spectrum", {"pretrain": pcfg.to_dict(), "task": task_name},
-                              compute, recompute=self.recompute)
+            return UnitOutput(rows=rows, arrays=arrays, device=str(self.device),
+                              data_checksum=self._checksum(pcfg.dataset, _task_dataset(task_name)))
+        return self._run("spectrum", {"pretrain": pcfg.to_dict(), **self._task_key(task_name)},
+                         compute)
 
     # -- tuning ---------------------------------------------------------------------------
     def tune(self, pcfg, task_name: str, tcfg, *, experiment: str | None = None) -> Unit:
@@ -235,7 +295,10 @@ class Pipeline:
         experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
                                     "lora": "lora", "lora_nmtune": "lora",
                                     "ft": "finetune"}[tcfg.method]
-        unit_config = {"pretrain": pcfg.to_dict(), "task": task_name, "tune": tcfg.to_dict()}
+        unit_config = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
+                       "tune": tcfg.to_dict()}
+        if tcfg.method not in BLACKBOX_METHODS:
+            unit_config["train_limit"] = self.scale.whitebox_train_limit
 
         def compute() -> UnitOutput:
             if tcfg.method in BLACKBOX_METHODS:
@@ -265,8 +328,10 @@ class Pipeline:
             if kind == "ood":
                 rows += _mean_over_targets(rows, base)
             return UnitOutput(rows=rows, arrays=result.singular_values,
-                              info={"history": result.history}, device=str(self.device))
-        return self.store.run(experiment, unit_config, compute, recompute=self.recompute)
+                              info={"history": result.history}, device=str(self.device),
+                              data_checksum=self._checksum(pcfg.dataset,
+                                                           _task_dataset(task_name)))
+        return self._run(experiment, unit_config, compute)
 
     def tune_config(self, method: str, seed: int = 0, **overrides):
         """A :class:`~nml.tune.TuneConfig` with this scale's epoch counts."""
@@ -275,6 +340,11 @@ class Pipeline:
             self.scale.whitebox_epochs
         return TuneConfig.from_dict({"method": method, "seed": seed, "epochs": epochs,
                                      **overrides})
+
+
+def _task_dataset(task_name: str) -> str:
+    from .data import TASKS
+    return TASKS[task_name].dataset
 
 
 def _mean_over_targets(rows: list[dict], base: dict) -> list[dict]:

@@ -1,0 +1,531 @@
+"""Supervised pre-training on noisy labels: one config in, one pre-trained backbone out.
+
+:func:`pretrain` trains a :mod:`nml.models` backbone on an upstream dataset (CIFAR-100 at the
+book's scales, the synthetic upstream set at the tiny scale) whose training labels were
+corrupted by :mod:`nml.noise` with the config's seed (each seed draws its own noisy labels),
+and reports the accuracy on the *clean* test labels.
+
+How it runs:
+
+- the decoded uint8 images live on the device; each batch is augmented there
+  (:func:`nml.data.augment`) and normalised (:func:`nml.data.to_float`), so no data-loader
+  workers are needed; bf16 autocast and channels-last memory on CUDA; ``torch.compile``
+  optional (off by default);
+- a linear warm-up then cosine learning-rate schedule, stepped every batch;
+- a checkpoint after every epoch, written atomically (temporary file + ``os.replace``) under
+  ``checkpoint_dir/<cfg.hash()>/last.pt`` with the model, optimizer and scheduler state and the
+  history; a later call resumes from it, and returns at once when the final epoch is there.
+  Every random stream (the data order, the augmentation, dropout) is re-seeded at the start of
+  each epoch from ``(seed, epoch[, rank])``, so the checkpoint needs no generator state and a
+  resumed run is bitwise the run that was never stopped (CPU, same seed);
+- the same function runs data-parallel under ``torchrun --nproc_per_node N``: the process group
+  comes from the environment (gloo on CPU, NCCL on CUDA), every rank draws the same epoch
+  permutation and takes its own strided shard (the ``DistributedSampler`` scheme: pad by
+  wrapping around to a multiple of the world size), the model is wrapped in
+  ``DistributedDataParallel``, ``batch_size`` is the global batch, and only rank 0 writes.
+
+Used by chapter 01_noisy_pretraining (and, through the pre-trained models, every later chapter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from .config import Config, check_range
+from .errors import ConfigError, DataError, NMLError
+
+__all__ = ["PretrainConfig", "PretrainResult", "pretrain", "resolve_device",
+           "default_optimizer", "checkpoint_path"]
+
+
+@dataclass(frozen=True)
+class PretrainConfig(Config):
+    """One pre-training run. ``None`` in ``lr`` / ``weight_decay`` / ``optimizer="auto"`` means
+    the backbone family's default (see :func:`default_optimizer`).
+
+    Used by chapter 01_noisy_pretraining.
+    """
+
+    scale: str = "tiny"                  # book scale this run belongs to (tiny | cpu | cifar): a label for the store
+    dataset: str = "synthetic_upstream"  # upstream dataset (nml.data.load_images name)
+    backbone: str = "resnet_micro"       # nml.models.build_backbone name
+    noise: float = 0.0                   # fraction of training labels flipped, in [0, 1)
+    noise_type: Literal["symmetric", "asymmetric"] = "symmetric"  # paper: symmetric; 7.3: asymmetric
+    noise_classes: tuple[int, ...] = ()  # asymmetric only: the related classes labels flip among
+    seed: int = 0                        # model init, noisy-label draw, data order, augmentation
+    epochs: int = 6                      # passes over the training set
+    batch_size: int = 128                # global batch (split evenly across data-parallel ranks)
+    optimizer: Literal["auto", "sgd", "adamw"] = "auto"  # auto: SGD for ResNets, AdamW for ViTs
+    lr: float | None = None              # peak learning rate; None: the optimizer's default
+    weight_decay: float | None = None    # None: the optimizer's default
+    warmup_epochs: int = 1               # linear warm-up before the cosine decay (stabilises early steps)
+    label_smoothing: float = 0.0         # 0: plain cross-entropy, so noise acts on the labels as drawn
+    image_size: int | None = None        # resize images to this side (px); None: the dataset's own
+    train_fraction: float = 1.0          # seeded subset of the training set, in (0, 1]
+    augment: bool = True                 # random crop (pad 4 at 32 px) + horizontal flip on the device
+
+    def validate(self) -> None:
+        super().validate()
+        check_range("noise", self.noise, 0.0, 1.0, hi_inclusive=False)
+        check_range("epochs", self.epochs, 1, None)
+        check_range("batch_size", self.batch_size, 1, None)
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs - 1)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_inclusive=False)
+        check_range("train_fraction", self.train_fraction, 0.0, 1.0, lo_inclusive=False)
+        check_range("seed", self.seed, 0, 2**32 - 1)
+        if self.lr is not None:
+            check_range("lr", self.lr, 0.0, None, lo_inclusive=False)
+        if self.weight_decay is not None:
+            check_range("weight_decay", self.weight_decay, 0.0, None)
+        if self.image_size is not None:
+            check_range("image_size", self.image_size, 8, None)
+        if self.noise_type == "asymmetric":
+            if len(set(self.noise_classes)) < 2:
+                raise ConfigError("noise_type 'asymmetric' flips labels inside a set of related "
+                                  "classes; set noise_classes to at least two class indices")
+            if min(self.noise_classes) < 0:
+                raise ConfigError(f"noise_classes must be class indices >= 0, got "
+                                  f"{self.noise_classes}")
+        elif self.noise_classes:
+            raise ConfigError("noise_classes only applies to noise_type 'asymmetric'; leave it "
+                              "empty for symmetric noise")
+
+
+def default_optimizer(cfg: PretrainConfig) -> tuple[str, float, float]:
+    """(optimizer, lr, weight decay) that ``cfg`` trains with, filling its ``auto`` / ``None``s.
+
+    ResNets: SGD, momentum 0.9, Nesterov, lr 0.1 per 128 images of batch (linear scaling) and
+    weight decay 5e-4, the standard CIFAR ResNet recipe. ViTs (and open_clip towers): AdamW,
+    lr 1e-3, weight decay 0.05, because transformers trained from scratch with plain SGD
+    converge far more slowly. Used by chapter 01_noisy_pretraining.
+    """
+    family = "resnet" if cfg.backbone.startswith("resnet") else "vit"
+    name = cfg.optimizer if cfg.optimizer != "auto" else ("sgd" if family == "resnet" else "adamw")
+    if name == "sgd":
+        lr = 0.1 * cfg.batch_size / 128 if cfg.lr is None else cfg.lr
+        wd = 5e-4 if cfg.weight_decay is None else cfg.weight_decay
+    else:
+        lr = 1e-3 if cfg.lr is None else cfg.lr
+        wd = 0.05 if cfg.weight_decay is None else cfg.weight_decay
+    return name, lr, wd
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` returns.
+
+    ``backbone`` is in eval mode on the training device; ``test_accuracy`` is in percent on the
+    clean test labels; ``train_noise_rate`` is the realised fraction of flipped training labels;
+    ``history`` has one dict per epoch (``epoch``, ``loss``, ``train_acc`` in percent against the
+    noisy training labels, ``lr`` at the epoch's end, ``seconds``, ``images_per_second``) for
+    every epoch trained so far, including those of earlier, resumed calls; ``epochs_run`` counts
+    the epochs trained by this call (0 when the final checkpoint was already there) and
+    ``seconds`` its wall time. ``mean`` / ``std`` are the input normalisation the backbone was
+    trained with.
+
+    Used by chapter 01_noisy_pretraining.
+    """
+
+    backbone: nn.Module
+    config: PretrainConfig
+    test_accuracy: float
+    train_noise_rate: float
+    history: list[dict] = field(default_factory=list)
+    epochs_run: int = 0
+    start_epoch: int = 0
+    seconds: float = 0.0
+    device: str = "cpu"
+    world_size: int = 1
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    checkpoint: str | None = None
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a torch.device; ``None`` picks CUDA when visible, else the CPU.
+
+    Under torchrun on CUDA each rank gets ``cuda:$LOCAL_RANK``. Used by chapter 01_noisy_pretraining.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(device)!r} was asked for but no CUDA GPU is visible; "
+                              f"use device='cpu' or run on a GPU machine")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+def checkpoint_path(cfg: PretrainConfig, checkpoint_dir: str | os.PathLike) -> Path:
+    """Where :func:`pretrain` keeps the latest checkpoint of ``cfg``. Used by chapter 01_noisy_pretraining."""
+    return Path(checkpoint_dir) / cfg.hash() / "last.pt"
+
+
+# ------------------------------------------------------------------------------------------
+# Pieces shared with nml.benchmarks.pretrain_speed
+# ------------------------------------------------------------------------------------------
+
+def _stream_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, epoch, stream, rank): independent streams per part."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+_ORDER, _AUGMENT, _TORCH = 0, 1, 2   # stream ids for _stream_seed
+
+
+def _make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float):
+    # No weight decay on biases and norm parameters (1-D tensors): decaying them only hurts.
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+
+
+def _make_scheduler(optimizer, total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _TrainStep:
+    """One optimisation step on a uint8 batch that is already on the device.
+
+    Augment (optional) -> normalise -> channels-last (CUDA) -> forward under bf16 autocast (CUDA)
+    -> cross-entropy -> backward -> optimizer and scheduler step. Loss and correct-count sums are
+    kept on the device so that a step never waits for the GPU.
+    """
+
+    def __init__(self, model: nn.Module, optimizer, scheduler, *, mean, std, device: torch.device,
+                 augment: bool, label_smoothing: float):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.mean, self.std, self.device = mean, std, device
+        self.augment, self.label_smoothing = augment, label_smoothing
+        self.cuda = device.type == "cuda"
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.seen = 0
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
+                 generator: torch.Generator | None) -> None:
+        from .data import augment, to_float
+
+        if self.augment:
+            images = augment(images, generator)
+        x = to_float(images, self.mean, self.std)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            logits = self.model(x)
+        loss = nnf.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.loss_sum += loss.detach() * len(labels)
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+        self.seen += len(labels)
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------
+
+def _noisy_labels(cfg: PretrainConfig, clean: torch.Tensor, num_classes: int) -> np.ndarray:
+    clean_np = clean.cpu().numpy().astype(np.int64)
+    if cfg.noise == 0.0:
+        return clean_np.copy()
+    from . import noise as noise_mod
+
+    if cfg.noise_type == "symmetric":
+        return np.asarray(noise_mod.symmetric_noise(clean_np, cfg.noise, num_classes, cfg.seed))
+    if max(cfg.noise_classes) >= num_classes:
+        raise ConfigError(f"noise_classes {cfg.noise_classes} name classes beyond the "
+                          f"{num_classes} of {cfg.dataset}")
+    return np.asarray(noise_mod.asymmetric_noise(clean_np, cfg.noise, cfg.noise_classes, cfg.seed))
+
+
+def _channel_stats(dataset: str, images: torch.Tensor):
+    from . import data
+
+    if dataset in data.CHANNEL_STATS:
+        mean, std = data.CHANNEL_STATS[dataset]
+    else:   # a dataset without stored statistics (torchvision:, imagefolder:): measure them
+        mean, std = data.channel_stats(images)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def _load_data(cfg: PretrainConfig, root):
+    from .data import load_images
+
+    train = load_images(cfg.dataset, "train", root=root, image_size=cfg.image_size, seed=cfg.seed)
+    test = load_images(cfg.dataset, "test", root=root, image_size=cfg.image_size, seed=cfg.seed)
+    if cfg.train_fraction < 1.0:
+        keep = max(1, round(cfg.train_fraction * len(train)))
+        gen = torch.Generator().manual_seed(cfg.seed)
+        idx = torch.randperm(len(train), generator=gen)[:keep].sort().values
+        train = train.subset(idx)
+    return train, test
+
+
+# ------------------------------------------------------------------------------------------
+# Distributed
+# ------------------------------------------------------------------------------------------
+
+def _distributed(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world size, whether this call created the process group)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    if world <= 1:
+        return 0, 1, False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """DistributedSampler's scheme: wrap around to a multiple of ``world``, take every world-th."""
+    if world == 1:
+        return order
+    total = math.ceil(len(order) / world) * world
+    if total > len(order):
+        order = torch.cat([order, order[:total - len(order)]])
+    return order[rank::world]
+
+
+# ------------------------------------------------------------------------------------------
+# Checkpoints
+# ------------------------------------------------------------------------------------------
+
+def _save(path: Path, payload: dict) -> None:
+    from .results import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load(path: Path, cfg: PretrainConfig, device: torch.device) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:   # a truncated or foreign file: say which, do not guess
+        raise NMLError(f"checkpoint {path} cannot be read ({exc}); delete it to retrain") from exc
+    if state.get("config") != cfg.to_dict():
+        raise NMLError(f"checkpoint {path} belongs to another config; delete it to retrain")
+    return state
+
+
+# ------------------------------------------------------------------------------------------
+# pretrain
+# ------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, mean, std,
+              device: torch.device, rank: int, world: int, batch_size: int = 1024) -> float:
+    """Percent correct; each rank scores its strided share, the counts are summed."""
+    from .data import to_float
+
+    model.eval()
+    cuda = device.type == "cuda"
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    idx = torch.arange(rank, len(labels), world, device=images.device)
+    for start in range(0, len(idx), batch_size):
+        part = idx[start:start + batch_size]
+        x = to_float(images[part].to(device, non_blocking=True), mean, std)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            pred = model(x).argmax(1)
+        correct += (pred == labels[part].to(device)).sum()
+    if world > 1:
+        import torch.distributed as dist
+        dist.all_reduce(correct)
+    return 100.0 * float(correct) / max(1, len(labels))
+
+
+def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
+             checkpoint_dir: str | os.PathLike | None = "checkpoints",
+             device: str | torch.device | None = None, progress: bool = True,
+             compile: bool = False, stop_after_epoch: int | None = None) -> PretrainResult:
+    """Pre-train ``cfg.backbone`` on ``cfg.dataset`` with ``cfg.noise`` label noise.
+
+    ``root`` is the data root (see :func:`nml.data.data_root`); ``checkpoint_dir=None`` turns
+    checkpoints (and resuming) off; ``device=None`` uses CUDA when visible; ``compile`` wraps
+    the model in ``torch.compile``; ``stop_after_epoch=k`` trains only up to epoch ``k`` of
+    the ``cfg.epochs`` schedule, checkpoints and returns (a later call resumes). See the module
+    docstring for the schedule, checkpoints and data-parallel runs.
+
+    Used by chapter 01_noisy_pretraining.
+    """
+    if not isinstance(cfg, PretrainConfig):
+        raise ConfigError(f"pretrain needs a PretrainConfig, got {type(cfg).__name__}")
+    if stop_after_epoch is not None and not 1 <= stop_after_epoch <= cfg.epochs:
+        raise ConfigError(f"stop_after_epoch must lie in [1, {cfg.epochs}], got {stop_after_epoch}")
+    from tqdm.auto import tqdm
+
+    from .models import build_backbone
+
+    wall_start = time.perf_counter()
+    device = resolve_device(device)
+    rank, world, created_group = _distributed(device)
+    try:
+        train, test = _load_data(cfg, root)
+        num_classes = len(train.classes)
+        noisy = _noisy_labels(cfg, train.labels, num_classes)
+        noise_rate = float(np.mean(noisy != train.labels.cpu().numpy()))
+        mean, std = _channel_stats(cfg.dataset, train.images)
+        image_size = int(train.images.shape[-1])
+
+        torch.manual_seed(cfg.seed)   # same initial weights on every rank
+        backbone = build_backbone(cfg.backbone, num_classes, image_size=image_size).to(device)
+        if device.type == "cuda":
+            backbone = backbone.to(memory_format=torch.channels_last)
+        backbone.input_mean, backbone.input_std = mean, std
+
+        opt_name, lr, wd = default_optimizer(cfg)
+        optimizer = _make_optimizer(backbone, opt_name, lr, wd)
+        if cfg.batch_size % world:
+            raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the "
+                              f"{world} data-parallel processes")
+        local_batch = cfg.batch_size // world
+        local_count = math.ceil(len(train) / world)
+        steps_per_epoch = local_count // local_batch   # drop the last partial batch (BatchNorm)
+        if steps_per_epoch == 0:
+            raise DataError(f"{cfg.dataset} has {len(train)} training images, fewer than one "
+                            f"batch of {cfg.batch_size}; lower batch_size or raise train_fraction")
+        scheduler = _make_scheduler(optimizer, cfg.epochs * steps_per_epoch,
+                                    cfg.warmup_epochs * steps_per_epoch)
+
+        ckpt_file = checkpoint_path(cfg, checkpoint_dir) if checkpoint_dir is not None else None
+        state = _load(ckpt_file, cfg, device) if ckpt_file is not None else None
+        history: list[dict] = []
+        start_epoch, final_accuracy = 0, None
+        if state is not None:
+            backbone.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch, history = int(state["epoch"]), list(state["history"])
+            final_accuracy = state.get("test_accuracy")
+        end_epoch = cfg.epochs if stop_after_epoch is None else max(stop_after_epoch, start_epoch)
+
+        def result(accuracy: float, epochs_run: int) -> PretrainResult:
+            backbone.eval()
+            return PretrainResult(
+                backbone=backbone, config=cfg, test_accuracy=accuracy,
+                train_noise_rate=noise_rate, history=history, epochs_run=epochs_run,
+                start_epoch=start_epoch, seconds=time.perf_counter() - wall_start,
+                device=str(device), world_size=world, mean=mean, std=std,
+                checkpoint=str(ckpt_file) if ckpt_file is not None else None)
+
+        test_images = test.images.to(device)
+        test_labels = test.labels.to(device)
+        if final_accuracy is not None and start_epoch == cfg.epochs:
+            return result(float(final_accuracy), 0)
+
+        model: nn.Module = backbone
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            model = DistributedDataParallel(
+                backbone, device_ids=[device.index] if device.type == "cuda" else None)
+        if compile:
+            model = torch.compile(model)
+        images = train.images.to(device)
+        labels = torch.as_tensor(noisy, dtype=torch.long).to(device)
+        step = _TrainStep(model, optimizer, scheduler, mean=mean, std=std, device=device,
+                          augment=cfg.augment, label_smoothing=cfg.label_smoothing)
+
+        epochs = tqdm(range(start_epoch, end_epoch), desc=f"pretrain {cfg.backbone} "
+                      f"noise={cfg.noise:g}", disable=(not progress) or rank != 0, leave=False)
+        for epoch in epochs:
+            epoch_start = time.perf_counter()
+            backbone.train()
+            torch.manual_seed(_stream_seed(cfg.seed, epoch, _TORCH, rank))
+            order_gen = torch.Generator().manual_seed(_stream_seed(cfg.seed, epoch, _ORDER))
+            aug_gen = torch.Generator(device=device).manual_seed(
+                _stream_seed(cfg.seed, epoch, _AUGMENT, rank))
+            order = _shard(torch.randperm(len(train), generator=order_gen), rank, world)
+            order = order.to(device)
+            step.reset()
+            for i in range(steps_per_epoch):
+                batch = order[i * local_batch:(i + 1) * local_batch]
+                step(images[batch], labels[batch], aug_gen)
+            loss_sum, correct, seen = step.loss_sum, step.correct, step.seen
+            if world > 1:
+                import torch.distributed as dist
+                totals = torch.stack([loss_sum.float(), correct.float(),
+                                      torch.tensor(float(seen), device=device)])
+                dist.all_reduce(totals)
+                loss_sum, correct, seen = totals[0], totals[1], float(totals[2])
+            seconds = time.perf_counter() - epoch_start
+            history.append({"epoch": epoch + 1, "loss": float(loss_sum) / seen,
+                            "train_acc": 100.0 * float(correct) / seen,
+                            "lr": float(scheduler.get_last_lr()[0]), "seconds": seconds,
+                            "images_per_second": seen / seconds})
+            epochs.set_postfix(loss=f"{history[-1]['loss']:.3f}",
+                               acc=f"{history[-1]['train_acc']:.1f}")
+            if world > 1:
+                # BatchNorm running statistics are per rank; rank 0's become everyone's, as
+                # DDP itself does before each forward, so that every rank ends identical.
+                import torch.distributed as dist
+                for buffer in backbone.buffers():
+                    dist.broadcast(buffer, 0)
+            accuracy = None
+            if epoch + 1 == cfg.epochs:
+                accuracy = _accuracy(backbone, test_images, test_labels, mean=mean, std=std,
+                                     device=device, rank=rank, world=world)
+            if ckpt_file is not None and rank == 0:
+                payload = {"config": cfg.to_dict(), "epoch": epoch + 1,
+                           "model": backbone.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "history": history,
+                           "train_noise_rate": noise_rate, "mean": mean, "std": std}
+                if accuracy is not None:
+                    payload["test_accuracy"] = accuracy
+                _save(ckpt_file, payload)
+                config_file = ckpt_file.parent / "config.json"
+                if not config_file.exists():
+                    from .results import atomic_write_bytes
+                    atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
+            if accuracy is not None:
+                final_accuracy = accuracy
+        if world > 1:
+            import torch.distributed as dist
+            dist.barrier()   # no rank leaves (and maybe resumes) before rank 0's last write
+        if final_accuracy is None or end_epoch < cfg.epochs:
+            final_accuracy = _accuracy(backbone, test_images, test_labels, mean=mean, std=std,
+                                       device=device, rank=rank, world=world)
+        return result(float(final_accuracy), end_epoch - start_epoch)
+    finally:
+        if created_group:
+            import torch.distributed as dist
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()

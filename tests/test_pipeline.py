@@ -1,0 +1,127 @@
+"""The tiny pipeline end to end, replay from the store, chapter parameters, the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from nml.chapters import ChapterParams, chapter_grids, levels_with, run_chapter
+from nml.errors import ConfigError
+from nml.experiments import MissingResult, Pipeline, get_scale
+from nml.results import ResultStore
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """The whole tiny pipeline once for this module: 3 noise levels, LP / MLP / NMTune, spectra."""
+    from nml.experiments import run_tiny_pipeline
+    root = tmp_path_factory.mktemp("results")
+    store = ResultStore(root)
+    units = run_tiny_pipeline(store)
+    scale = get_scale("tiny")
+    assert units["pretrain"] == len(scale.noise_levels)
+    return store
+
+
+def test_tiny_pipeline_fills_the_index(tiny_store):
+    index = pd.read_csv(tiny_store.root / "index.csv")
+    scale = get_scale("tiny")
+    pre = index[(index.experiment == "pretrain") & (index.metric == "accuracy")]
+    assert sorted(pre.noise) == sorted(scale.noise_levels)
+    # the realised pre-training noise rate is the requested one
+    rate = index[index.metric == "train_noise_rate"].set_index("noise")["value"]
+    for noise, value in rate.items():
+        assert value == pytest.approx(noise, abs=1e-3)
+    methods = set(index[index.experiment != "pretrain"].method)
+    assert {"lp", "mlp", "nmtune", "frozen"} <= methods
+    acc = index[(index.metric == "accuracy") & (index.method == "lp") & (index.test_set == "test")]
+    assert (acc.value > 100 / 10 + 5).all(), "linear probe should beat chance on synthetic_id"
+
+
+def test_replay_needs_no_compute(tiny_store):
+    pipe = Pipeline("tiny", store=tiny_store, replay_only=True, progress=False)
+    pcfg = pipe.pretrain_config(pipe.scale.backbones[0], 0.1, 0)
+    unit = pipe.tune(pcfg, "synthetic_id", pipe.tune_config("lp"))
+    assert unit.replayed and len(unit.arrays["test"]) > 0
+    with pytest.raises(MissingResult):
+        pipe.tune(pcfg, "synthetic_id", pipe.tune_config("lp", seed=99))
+
+
+def test_chapter_params_errors():
+    with pytest.raises(ConfigError, match="'noise'.*out of range"):
+        ChapterParams.from_dict(noise=1.5)
+    with pytest.raises(ConfigError, match="'noise' must be float"):
+        ChapterParams.from_dict(noise="0.1")
+    with pytest.raises(ConfigError, match="'task' = 'imagenet' is unknown"):
+        ChapterParams.from_dict(task="imagenet")
+    with pytest.raises(ConfigError, match="'scale' = 'huge' is unknown"):
+        ChapterParams.from_dict(scale="huge")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        ChapterParams.from_dict(nosie=0.1)
+
+
+def test_chapter_grids_include_the_users_noise():
+    assert levels_with((0.0, 0.1), 0.15) == (0.0, 0.1, 0.15)
+    assert levels_with((0.0, 0.1), 0.1) == (0.0, 0.1)
+    grids = chapter_grids("02_linear_probe", ChapterParams(noise=0.15), "tiny")
+    assert 0.15 in grids[0].noise_levels
+    with pytest.raises(ConfigError, match="unknown chapter"):
+        chapter_grids("99_nothing", ChapterParams(), "tiny")
+
+
+def test_chapter_computes_then_replays(tiny_store):
+    params = ChapterParams(scale="tiny", noise=0.1, backbone=get_scale("tiny").backbones[0])
+    _, computed = run_chapter("03_feature_spectrum", params, store=tiny_store, progress=False)
+    pipe, replayed = run_chapter("03_feature_spectrum", params.replace(compute=False),
+                                 store=tiny_store, progress=False)
+    assert pipe.scale.name == "tiny"
+    pd.testing.assert_frame_equal(computed[0].rows, replayed[0].rows)
+    sve = replayed[0].metric("sve", method="frozen")
+    assert set(sve.noise) == set(get_scale("tiny").noise_levels)
+    lp = replayed[0].metric("accuracy", method="lp", test_set="test")
+    assert set(lp.seed) == set(get_scale("tiny").tune_seeds)
+    # auto picks the tiny scale when nothing better is fully stored
+    pipe, _ = run_chapter("03_feature_spectrum", params.replace(scale="auto", compute=False),
+                          store=tiny_store, progress=False)
+    assert pipe.scale.name == "tiny"
+
+
+def test_replay_only_chapter_names_the_fix(tiny_store):
+    params = ChapterParams(scale="tiny", noise=0.2, compute=False)
+    with pytest.raises(ConfigError, match="-p compute True"):
+        run_chapter("01_noisy_pretraining", params, store=tiny_store, progress=False)
+
+
+def _nml(*args):
+    return subprocess.run([sys.executable, "-m", "nml", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["pretrain", "--noise", "1.5"], "out of range"),
+    (["tune", "--method", "svm"], "unknown tuning method"),
+    (["pretrain", "--scale", "huge"], "unknown scale"),
+    (["pretrain", "--set", "nosie=0.1"], "unknown config key"),
+    (["tune", "--task", "imagenet"], "unknown task"),
+    (["pretrain", "--backbone", "resnet1000"], "resnet1000"),
+])
+def test_cli_bad_input_is_one_clear_line(args, message, tmp_path):
+    out = _nml(*args, "--results", str(tmp_path), "--quiet")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("nml: error:") and message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cli_lists_subcommands():
+    out = _nml("--help")
+    for sub in ("pretrain", "tune", "spectrum", "bench", "grid"):
+        assert sub in out.stdout
+
+
+def test_cli_replays_stored_unit(tiny_store):
+    out = _nml("spectrum", "--noise", "0.1", "--results", str(tiny_store.root), "--quiet",
+               "--task", "synthetic_id")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {r["metric"] for r in rows} == {"sve", "lsvr"} and "replayed" in out.stderr
