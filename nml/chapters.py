@@ -28,6 +28,9 @@ from .results import ResultStore
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "CHAPTERS", "chapter_grids", "levels_with", "run_chapter"]
 
+WHITEBOX = ("lora", "lora_nmtune", "ft")
+NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
+
 #: ``scale="auto"`` tries these, best first; the last one is computed when nothing is stored.
 AUTO_ORDER = ("cifar", "cpu", "tiny")
 
@@ -118,7 +121,10 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
     noise = levels_with(scale.noise_levels, params.noise)
     backbones = (params.backbone,) if params.backbone else scale.backbones
     tasks = (params.task,) if params.task else scale.tasks
-    vit = tuple(b for b in backbones if "vit" in b) or (scale.backbones[-1],)
+    vit = tuple(b for b in backbones if "vit" in b)
+    if chapter == "04_lora" and not vit:
+        raise MissingResult(f"scale {scale_name!r} has no ViT backbone, which LoRA needs "
+                            f"(its backbones: {backbones}); use -p scale tiny or cifar")
     lam = {"lam": params.lam}
     common = dict(noise_levels=noise, tasks=tasks)
     grids = {
@@ -128,9 +134,9 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
         "03_feature_spectrum": [Grid(("frozen", "lp"), backbones=backbones, **common)],
         "04_lora": [Grid(("lp", "lora", "lora_nmtune"), backbones=vit,
                          tune_overrides={"lora_ratio": params.lora_ratio, **lam}, **common)],
-        "05_full_finetune": [Grid(("lp", "ft"), backbones=backbones, **common),
-                             Grid(("lora",), backbones=vit,
-                                  tune_overrides={"lora_ratio": params.lora_ratio}, **common)],
+        "05_full_finetune": [Grid(("lp", "ft"), backbones=backbones, **common)] + (
+            [Grid(("lora",), backbones=vit, tune_overrides={"lora_ratio": params.lora_ratio},
+                  **common)] if vit else []),
         "06_nmtune": [Grid(("lp", "mlp", "nmtune"), backbones=backbones,
                            tune_overrides=lam, **common),
                       Grid(("nmtune",), backbones=backbones[:1],
@@ -150,6 +156,7 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
     pretrain_seeds = grid.pretrain_seeds or scale.pretrain_seeds
     tasks = grid.tasks or scale.tasks
     tune_seeds = grid.tune_seeds or scale.tune_seeds
+    whitebox_seeds = grid.tune_seeds or scale.whitebox_seeds or tune_seeds
     jobs = []
     for backbone in backbones:
         for noise in noise_levels:
@@ -165,7 +172,8 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
                         lams = grid.lambdas if (grid.lambdas and "nmtune" in method) else (None,)
                         for frac in grid.fractions:
                             for lam in lams:
-                                for tseed in tune_seeds:
+                                seeds = whitebox_seeds if method in WHITEBOX else tune_seeds
+                                for tseed in seeds:
                                     jobs.append((method, backbone, noise, pseed, task, tseed,
                                                  frac, lam))
     frames, spectra = [], {}
@@ -177,7 +185,10 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
         elif method == "frozen":
             unit = pipe.spectrum(pcfg, task)
         else:
-            overrides = dict(grid.tune_overrides)
+            # A knob joins a unit's config only where it acts, so LP units stay shared.
+            overrides = {k: v for k, v in grid.tune_overrides.items()
+                         if not (k == "lora_ratio" and "lora" not in method)
+                         and not (k in NMTUNE_KNOBS and "nmtune" not in method)}
             if lam is not None:
                 overrides["lam"] = lam
             if frac != 1.0:

@@ -54,6 +54,7 @@ class Scale:
     tune_epochs: int = 30            # black-box tuning epochs (paper: 30)
     whitebox_epochs: int = 30        # LoRA / FT epochs (paper: 30)
     whitebox_train_limit: int | None = None  # cap on LoRA / FT train images (CPU cost)
+    whitebox_seeds: tuple[int, ...] | None = None  # LoRA / FT seeds (None: tune_seeds)
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
     cifar10c_severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # corruption severities tested
     test_limit: int | None = None    # seeded cap on images per test set (CPU cost)
@@ -77,13 +78,14 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale(
         name="cpu",
         description=("reduced CPU scale: CIFAR-100 pre-training at 32 px, quarter-width "
-                     "ResNet-18 / narrow ViT, few epochs, 2-core CPU"),
+                     "ResNet-18 (CIFAR stem), 6 epochs, 1 pre-training seed; 10 tuning epochs; "
+                     "2-core CPU"),
         upstream="cifar100", image_size=32,
-        backbones=("resnet18_cifar_narrow", "vit_narrow_cifar"),
+        backbones=("resnet18_cifar_narrow",),
         noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
         id_tasks=("cifar10",), ood_tasks=("pacs_photo", "cifar10c"),
-        pretrain_epochs=8, tune_epochs=30, whitebox_epochs=2, whitebox_train_limit=5000,
-        cifar10c_severities=(3, 5), test_limit=2000),
+        pretrain_epochs=6, tune_epochs=10, whitebox_epochs=1, whitebox_train_limit=5000,
+        whitebox_seeds=(0,), cifar10c_severities=(3, 5), test_limit=5000),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "
