@@ -101,3 +101,66 @@ def test_too_small_fraction_is_a_clear_error():
 def test_whitebox_method_rejected_on_features():
     with pytest.raises(ConfigError, match="tune_backbone"):
         tune_on_features(*_blobs(10), {}, 4, TuneConfig(method="lora"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_images():
+    from nml.data import CHANNEL_STATS, load_images
+    data = load_images("synthetic_id", "train", image_size=16)
+    test = load_images("synthetic_id", "test", image_size=16)
+    mean, std = CHANNEL_STATS["synthetic_upstream"]
+    return data.subset(slice(0, 256)), test.subset(slice(0, 128)), mean, std
+
+
+@pytest.mark.parametrize("method", ["lora", "lora_nmtune", "ft"])
+def test_whitebox_methods(method, tiny_images):
+    """LoRA trains adapters only (base weights untouched, original model untouched); FT all."""
+    from nml.models import build_backbone
+    from nml.tune import tune_backbone
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    train, test, mean, std = tiny_images
+    backbone = build_backbone("vit_micro", num_classes=40, image_size=16)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    cfg = TuneConfig(method=method, epochs=1, batch_size=64)
+    res = tune_backbone(backbone, train.images, train.labels, {"test": (test.images, test.labels)},
+                        10, cfg, mean=mean, std=std, progress=False)
+    metrics = {m["metric"]: m["value"] for m in res.metrics}
+    assert set(metrics) == {"accuracy", "f1", "sve", "lsvr"}
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert res.singular_values["test"].shape == (64,)
+    # tuning works on a copy: the caller's pre-trained backbone is never modified
+    after = backbone.state_dict()
+    assert set(after) == set(before)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lora_leaves_base_weights_and_ft_changes_them(tiny_images, monkeypatch):
+    import copy as copy_mod
+
+    from nml.models import build_backbone
+    from nml.tune import tune_backbone
+    torch.set_num_threads(1)
+    train, test, mean, std = tiny_images
+    copies = []
+    real_deepcopy = copy_mod.deepcopy
+
+    def spy(obj, *a, **k):
+        out = real_deepcopy(obj, *a, **k)
+        copies.append(out)
+        return out
+    monkeypatch.setattr("nml.tune.copy.deepcopy", spy)
+    torch.manual_seed(0)
+    backbone = build_backbone("vit_micro", num_classes=40, image_size=16)
+    base = {k: v.clone() for k, v in backbone.state_dict().items()}
+    fc1 = "trunk.blocks.0.mlp.fc1.weight"
+    assert fc1 in base
+    for method, should_change in (("lora", False), ("ft", True)):
+        copies.clear()
+        tune_backbone(backbone, train.images, train.labels, {}, 10,
+                      TuneConfig(method=method, epochs=1, batch_size=64, lr=1e-2),
+                      mean=mean, std=std, progress=False)
+        tuned = copies[0].state_dict()
+        weight = next(v for k, v in tuned.items()
+                      if k.endswith("blocks.0.mlp.fc1.weight") or k.endswith("blocks.0.mlp.fc1.base_layer.weight"))
+        assert (not torch.equal(weight, base[fc1])) == should_change, method
