@@ -77,15 +77,17 @@ SCALES: dict[str, Scale] = {
         fractions=(0.25, 1.0)),
     "cpu": Scale(
         name="cpu",
-        description=("reduced CPU scale: CIFAR-100 pre-training at 32 px, quarter-width "
-                     "ResNet-18 (CIFAR stem), 6 epochs, 1 pre-training seed; 10 tuning epochs; "
-                     "2-core CPU"),
+        description=("reduced CPU scale: CIFAR-100 pre-training on half its training set "
+                     "(25k images) at 32 px, quarter-width ResNet-18 (CIFAR stem), 6 epochs, "
+                     "1 pre-training seed; 10 tuning epochs; test sets capped at 3,000 images, "
+                     "CIFAR-10-C at severity 5; 2-core CPU"),
         upstream="cifar100", image_size=32,
         backbones=("resnet18_cifar_narrow",),
         noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
         id_tasks=("cifar10",), ood_tasks=("pacs_photo", "cifar10c"),
-        pretrain_epochs=6, tune_epochs=10, whitebox_epochs=1, whitebox_train_limit=5000,
-        whitebox_seeds=(0,), cifar10c_severities=(3, 5), test_limit=5000),
+        pretrain_epochs=6, pretrain_overrides=(("train_fraction", 0.5),),
+        tune_epochs=10, whitebox_epochs=1, whitebox_train_limit=5000,
+        whitebox_seeds=(0,), cifar10c_severities=(5,), test_limit=3000),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "
