@@ -91,18 +91,19 @@ def _cmd_grid(args) -> None:
 
 
 def _cmd_bench(args) -> None:
+    from .benchmarks.store import run_and_store, run_benchmark
+    kwargs = {"device": args.device, "steps": args.steps}
     if args.which == "nmtune-speed":
-        from .benchmarks import nmtune_speed
-        result = nmtune_speed.run(device=args.device or "cpu", steps=args.steps or 200)
-    elif args.which == "blackbox-cache":
-        from .benchmarks import blackbox_cache
-        result = blackbox_cache.run(device=args.device, steps=args.steps)
+        kwargs = {"device": args.device or "cpu", "steps": args.steps or 200}
+    if args.store:
+        from .results import ResultStore
+        unit = run_and_store(args.which, store=ResultStore(args.results), **kwargs)
+        result = unit.info["result"]
+        print(f"# stored in {unit.experiment}/{unit.key} (load average "
+              f"{unit.info['loadavg_before'][0]:.2f} before, "
+              f"{unit.info['loadavg_after'][0]:.2f} after)", file=sys.stderr)
     else:
-        from .benchmarks import pretrain_speed
-        kwargs = {"device": args.device}
-        if args.steps:
-            kwargs["steps"] = args.steps
-        result = pretrain_speed.run(**kwargs)
+        result = run_benchmark(args.which, **kwargs)
     print(json.dumps(result, default=str))
 
 
@@ -165,7 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("which", choices=["nmtune-speed", "blackbox-cache", "pretrain"])
     p.add_argument("--device", default=None, help="cpu | cuda")
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--store", action="store_true",
+                   help="keep the timing in the result store (experiment 'runtime') for "
+                        "chapter 10_runtime, replacing an earlier run with the same arguments")
+    p.add_argument("--results", default=None, help="result store (default: results/)")
     p.set_defaults(func=_cmd_bench)
+
+    from .scorecard import add_parser as add_scorecard_parser
+    add_scorecard_parser(sub)
     return parser
 
 
