@@ -233,7 +233,7 @@ class ResultStore:
             atomic_write_bytes(npz_path, buf.getvalue())
         # The JSON goes last: a unit counts as stored only once its JSON exists.
         atomic_write_bytes(json_path, json.dumps(record, indent=1).encode())
-        self.refresh_index()
+        self._update_index(key, pd.DataFrame(rows))
         return Unit(experiment, key, record["config"], pd.DataFrame(rows),
                     dict(output.arrays), prov, record["info"], replayed=False)
 
@@ -261,22 +261,52 @@ class ResultStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @staticmethod
+    def _ordered(index: pd.DataFrame) -> pd.DataFrame:
+        extra = [c for c in index.columns if c not in INDEX_COLUMNS]
+        return index[[*INDEX_COLUMNS, *extra]].sort_values(
+            ["experiment", "scale", "backbone", "noise", "pretrain_seed", "method", "task",
+             "metric", "seed", "key"], kind="stable", na_position="first").reset_index(drop=True)
+
+    def _write_index(self, index: pd.DataFrame) -> pd.DataFrame:
+        index = self._ordered(index)
+        atomic_write_bytes(self.root / "index.csv", index.to_csv(index=False).encode())
+        return index
+
+    def _rebuild_locked(self) -> pd.DataFrame:
+        frames = []
+        for unit in self.units():
+            df = unit.rows.copy()
+            df["key"] = unit.key
+            frames.append(df)
+        index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=[*INDEX_COLUMNS, "key"])
+        return self._write_index(index)
+
     def refresh_index(self) -> pd.DataFrame:
         """Rebuild ``index.csv`` from every stored unit (under a lock, written atomically)."""
         with self._lock():
-            frames = []
-            for unit in self.units():
-                df = unit.rows.copy()
-                df["key"] = unit.key
-                frames.append(df)
-            index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-                columns=[*INDEX_COLUMNS, "key"])
-            extra = [c for c in index.columns if c not in INDEX_COLUMNS]
-            index = index[[*INDEX_COLUMNS, *extra]].sort_values(
-                ["experiment", "scale", "backbone", "noise", "pretrain_seed", "method", "task",
-                 "metric", "seed"], kind="stable", na_position="first").reset_index(drop=True)
-            atomic_write_bytes(self.root / "index.csv", index.to_csv(index=False).encode())
-            return index
+            return self._rebuild_locked()
+
+    def _update_index(self, key: str, rows: pd.DataFrame) -> None:
+        """Replace one unit's rows in ``index.csv`` (a full rebuild only when it is unreadable).
+
+        Rebuilding from every unit on each write costs seconds once the store holds thousands
+        of units; replacing one unit's rows under the lock keeps the index exact and cheap.
+        """
+        path = self.root / "index.csv"
+        with self._lock():
+            try:
+                index = pd.read_csv(path)
+            except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError,
+                    UnicodeDecodeError):
+                index = None
+            if index is None or "key" not in index.columns:
+                self._rebuild_locked()
+                return
+            rows = rows.copy()
+            rows["key"] = key
+            self._write_index(pd.concat([index[index["key"] != key], rows], ignore_index=True))
 
     def index(self) -> pd.DataFrame:
         """The tidy table of every stored metric (read from ``index.csv``, rebuilt if absent)."""

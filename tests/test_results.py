@@ -112,3 +112,14 @@ def test_corrupt_unit_gives_clear_error(tmp_path):
     (tmp_path / "x" / f"{unit.key}.json").write_text("{not json")
     with pytest.raises(NMLError, match="not valid JSON.*delete it"):
         store.get("x", {"a": 1})
+
+
+def test_incremental_index_equals_a_full_rebuild(tmp_path):
+    store = ResultStore(tmp_path)
+    for i in range(5):
+        store.put("linear_probe", {"a": i}, UnitOutput([_row(float(i)), _row(i + 0.5, "f1")]))
+    store.put("linear_probe", {"a": 2}, UnitOutput([_row(99.0)]))  # replacing a unit's rows
+    incremental = pd.read_csv(tmp_path / "index.csv")
+    rebuilt = store.refresh_index()
+    pd.testing.assert_frame_equal(incremental, pd.read_csv(tmp_path / "index.csv"))
+    assert len(rebuilt) == 9 and 99.0 in set(incremental["value"]) and 2.0 not in set(incremental["value"])
