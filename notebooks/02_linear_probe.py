@@ -1,0 +1,222 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Linear probing: in-domain and out-of-domain transfer
+#
+# Linear probing (LP) freezes the pre-trained backbone and trains only a linear classifier on
+# its features. The paper (journal version, Section 4.3.1, Fig. 3) trains it "for 30 epochs on
+# each downstream dataset, using the AdamW optimizer with a cosine scheduler", no weight decay,
+# learning rate 0.01, three seeds, on {10, 25, 50, 75, 100} % of each downstream training set,
+# over 14 in-domain (ID) datasets and DomainNet as out-of-domain (OOD) transfer. From it come the
+# paper's two headline observations:
+#
+# > - Proper noisy supervision in pre-training (e.g., 5% or 10%) can benefit the performance on
+# >   ID downstream tasks, while more noise results in inferior results;
+# > - The robustness of transferability on OOD downstream tasks constantly deteriorates as the
+# >   noise increases, even with the improvement in ID tasks on 5% noisy pre-trained models.
+#
+# This chapter probes the models of chapter 1 in the same way at this book's scale (named under
+# the parameters): ID accuracy (averaged over the ID tasks) and OOD accuracy (averaged over each
+# OOD task's target domains or corruptions, then over tasks) against pre-training noise, one curve
+# per backbone and data fraction, and tests both claims with confidence intervals.
+
+# %% tags=["parameters"]
+# auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
+# computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
+scale = "auto"
+# One more pre-training noise ratio to include (a fraction in [0, 1)); it joins the scale's own
+# levels (0, 5, 10, 20, 30 % at the cpu and cifar scales) if it is not already one of them.
+noise = 0.1
+# None: every backbone of the scale; or one name, e.g. "resnet18_cifar".
+backbone = None
+# None: every downstream task of the scale; or one name, e.g. "cifar10" or "pacs_photo".
+task = None
+# Compute units missing from the result store (False: replay stored results only).
+compute = True
+# Folder with the dataset tarballs; None: $NML_DATA (the tiny scale needs no data).
+data_root = None
+# "cpu" or "cuda"; None: cuda when a GPU is visible.
+device = None
+
+# %%
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from nml import plots
+from nml.chapters import ChapterParams, run_chapter
+from nml.data import TASKS
+
+params = ChapterParams.from_dict(scale=scale, noise=noise, backbone=backbone, task=task,
+                                 compute=compute, data_root=data_root, device=device)
+pipe, results = run_chapter("02_linear_probe", params, progress=False)
+result = results[0]
+accuracy = result.metric("accuracy")
+id_tasks = [t for t in accuracy["task"].unique() if TASKS[t].kind == "id"]
+ood_tasks = [t for t in accuracy["task"].unique() if TASKS[t].kind == "ood"]
+n_pretrain, n_tune = len(pipe.scale.pretrain_seeds), len(pipe.scale.tune_seeds)
+full = max(accuracy["fraction"])
+display(Markdown(
+    f"**Scale:** {result.description}. Pre-training on `{pipe.scale.upstream}`; backbones "
+    f"{', '.join(f'`{b}`' for b in accuracy['backbone'].unique())}; LP for "
+    f"{pipe.scale.tune_epochs} epochs on "
+    f"{', '.join(f'{f * 100:g} %' for f in sorted(accuracy['fraction'].unique()))} of each "
+    f"training set; {n_pretrain} pre-training seed(s) x {n_tune} LP seeds = "
+    f"{n_pretrain * n_tune} runs per point.\n\n"
+    + "\n".join(f"- `{t}` ({TASKS[t].kind.upper()}): {TASKS[t].description}"
+                for t in id_tasks + ood_tasks)))
+
+# %%
+id_rows = plots.mean_over(accuracy[accuracy["task"].isin(id_tasks)], "task") \
+    if id_tasks else None
+ood_rows = plots.mean_over(accuracy[accuracy["task"].isin(ood_tasks)
+                                    & (accuracy["test_set"] == "mean")], "task") \
+    if ood_tasks else None
+seeds = f"{n_pretrain} pre-training x {n_tune} LP"
+spread = ("the spread is over LP seeds only (1 pre-training seed)" if n_pretrain == 1
+          else "the spread is over pre-training and LP seeds")
+
+
+def lp_caption(tasks):
+    return plots.caption(scale=result.scale, data=f"{pipe.scale.upstream} -> {', '.join(tasks)}",
+                         model=", ".join(accuracy["backbone"].unique()) + " (frozen) + linear",
+                         epochs=pipe.scale.tune_epochs, seeds=seeds, extra=spread)
+
+
+# %% [markdown]
+# ## Accuracy against pre-training noise (the Fig. 3 analogue)
+#
+# One curve per backbone and fraction of the downstream training data. Each point is the mean
+# over runs; the error bar is the half-width of a 95 % t-interval of that mean.
+
+# %%
+if id_rows is not None:
+    plots.show(plots.accuracy_vs_noise(
+        id_rows, group_by=("backbone", "fraction"), y_title="ID test accuracy (%)",
+        title="Figure 2.1: in-domain linear-probing accuracy vs pre-training noise",
+        caption=lp_caption(id_tasks)))
+else:
+    display(Markdown("*No ID task in this run (`task` selects an OOD task): no Figure 2.1.*"))
+
+# %%
+if ood_rows is not None:
+    plots.show(plots.accuracy_vs_noise(
+        ood_rows, group_by=("backbone", "fraction"),
+        y_title="OOD accuracy (%), mean over targets",
+        title="Figure 2.2: out-of-domain linear-probing accuracy vs pre-training noise",
+        caption=lp_caption(ood_tasks)))
+else:
+    display(Markdown("*No OOD task in this run (`task` selects an ID task): no Figure 2.2.*"))
+
+# %% [markdown]
+# The same numbers as a table (accuracy in %, mean ± 95 % interval half-width):
+
+# %%
+tables = []
+for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
+    if rows is not None:
+        tables.append(rows.assign(kind=kind))
+both = pd.concat(tables, ignore_index=True)
+display(plots.mean_ci_table(both, ["kind", "backbone", "fraction"], "noise").style.set_caption(
+    f"Table 2.1: linear-probing accuracy (%); {result.description}"))
+
+# %% [markdown]
+# ## OOD accuracy per target domain
+#
+# The OOD mean hides how each target moves. With all of the downstream training data, each
+# target domain (or corruption severity, averaged over CIFAR-10-C's corruptions) separately:
+
+# %%
+if ood_tasks:
+    targets = accuracy[accuracy["task"].isin(ood_tasks) & (accuracy["test_set"] != "mean")
+                       & (accuracy["fraction"] == full)]
+    targets = plots.collapse_corruptions(targets)
+    plots.show(plots.accuracy_vs_noise(
+        targets, group_by=("backbone", "task", "test_set"), y_title="target accuracy (%)",
+        title="Figure 2.3: OOD linear-probing accuracy per target domain vs pre-training noise",
+        caption=lp_caption(ood_tasks) + f" · {full * 100:g} % of the training data"))
+
+# %% [markdown]
+# ## Do the paper's two observations show at this scale?
+#
+# For each backbone and fraction, the difference of each noisy model's mean accuracy from the
+# clean model's, with Welch's 95 % interval (positive: noise helped).
+
+# %%
+effects = []
+for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
+    if rows is not None:
+        effects.append(plots.noise_effect(rows, ["backbone", "fraction"]).assign(kind=kind))
+effects = pd.concat(effects, ignore_index=True)
+effects["effect"] = [plots.format_effect(r) for r in effects.to_dict("records")]
+effects["data"] = [f"{v * 100:g}% of the data" for v in effects["fraction"]]
+display(effects.pivot_table(index=["kind", "backbone", "data"],
+                            columns=effects["noise"].map(lambda v: f"noise {v * 100:g}%"),
+                            values="effect", aggfunc="first").style.set_caption(
+    "Table 2.2: accuracy difference from the clean pre-trained model (points)"))
+
+
+# %%
+def verdict_id(part):
+    """Slight noise (5 or 10 %) helps ID: a positive difference whose interval excludes 0."""
+    slight = part[part["noise"] <= 0.1 + 1e-9]
+    if slight.empty:
+        return "no slight-noise level (5-10 %) at this scale", slight
+    if (slight["lo"] > 0).any():
+        return "**shows**", slight
+    if (slight["diff"] > 0).any():
+        return "points that way, but the interval includes 0 (**not shown**)", slight
+    return "**does not show** (slight noise lowered ID accuracy)", slight
+
+
+def verdict_ood(rows, part):
+    """OOD degrades monotonically: means fall at every noise step, and every level < clean."""
+    means = rows.groupby("noise")["value"].mean().sort_index().to_numpy()
+    monotone = bool((np.diff(means) < 0).all())
+    below = bool((part["hi"] < 0).all())
+    if monotone and below:
+        return "**shows** (falls at every step; every noisy model is below clean)"
+    if monotone:
+        return ("falls at every step, but not every difference from clean has an interval "
+                "below 0 (**partly**)")
+    return "**does not show** (the mean does not fall at every step)"
+
+
+lines = []
+for b in effects["backbone"].unique():
+    for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
+        if rows is None:
+            continue
+        part = effects[(effects["kind"] == kind) & (effects["backbone"] == b)
+                       & (effects["fraction"] == full)]
+        sel = rows[(rows["backbone"] == b) & (rows["fraction"] == full)]
+        if kind == "ID":
+            text, slight = verdict_id(part)
+            numbers = "; ".join(f"{v * 100:g} %: {plots.format_effect(r)}"
+                                for v, r in zip(slight["noise"], slight.to_dict("records")))
+            lines.append(f"- `{b}`, ID, {full * 100:g} % of the data: slight noise helps? "
+                         f"{text}. {numbers}.")
+        else:
+            numbers = "; ".join(f"{v * 100:g} %: {plots.format_effect(r)}"
+                                for v, r in zip(part["noise"], part.to_dict("records")))
+            lines.append(f"- `{b}`, OOD, {full * 100:g} % of the data: degrades monotonically? "
+                         f"{verdict_ood(sel, part)}. {numbers}.")
+display(Markdown("\n".join(lines) + (
+    "\n\nThe verdicts use the full training data; Table 2.2 has every fraction. "
+    + ("With one pre-training seed the intervals cover LP seeds only: they say how "
+       "repeatable the probe is on *these* models, not how another pre-training run would "
+       "differ." if n_pretrain == 1 else
+       "The runs of a point mix pre-training and LP seeds, so the interval covers both."))))
