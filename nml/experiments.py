@@ -55,6 +55,7 @@ class Scale:
     whitebox_epochs: int = 30        # LoRA / FT epochs (paper: 30)
     whitebox_train_limit: int | None = None  # cap on LoRA / FT train images (CPU cost)
     whitebox_seeds: tuple[int, ...] | None = None  # LoRA / FT seeds (None: tune_seeds)
+    whitebox_batch_size: int = 256   # LoRA / FT mini-batch (small sets need more steps)
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)
     cifar10c_severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # corruption severities tested
     test_limit: int | None = None    # seeded cap on images per test set (CPU cost)
@@ -73,8 +74,8 @@ SCALES: dict[str, Scale] = {
         backbones=("resnet_micro", "vit_micro"),
         noise_levels=(0.0, 0.1, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
         id_tasks=("synthetic_id",), ood_tasks=("synthetic_ood_photo",),
-        pretrain_epochs=6, tune_epochs=10, whitebox_epochs=3, whitebox_train_limit=1000,
-        fractions=(0.25, 1.0)),
+        pretrain_epochs=6, tune_epochs=10, whitebox_epochs=10, whitebox_train_limit=1000,
+        whitebox_batch_size=64, fractions=(0.25, 1.0)),
     "cpu": Scale(
         name="cpu",
         description=("reduced CPU scale: CIFAR-100 pre-training on half its training set "
@@ -86,8 +87,8 @@ SCALES: dict[str, Scale] = {
         noise_levels=(0.0, 0.1, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
         id_tasks=("cifar10",), ood_tasks=("pacs_photo", "cifar10c"),
         pretrain_epochs=6, pretrain_overrides=(("train_fraction", 0.5),),
-        tune_epochs=10, whitebox_epochs=1, whitebox_train_limit=5000,
-        whitebox_seeds=(0,), cifar10c_severities=(5,), test_limit=3000),
+        tune_epochs=10, whitebox_epochs=3, whitebox_train_limit=5000,
+        whitebox_batch_size=64, whitebox_seeds=(0,), cifar10c_severities=(5,), test_limit=3000),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "
@@ -340,10 +341,11 @@ class Pipeline:
     def tune_config(self, method: str, seed: int = 0, **overrides):
         """A :class:`~nml.tune.TuneConfig` with this scale's epoch counts."""
         from .tune import BLACKBOX_METHODS, TuneConfig
-        epochs = self.scale.tune_epochs if method in BLACKBOX_METHODS else \
-            self.scale.whitebox_epochs
-        return TuneConfig.from_dict({"method": method, "seed": seed, "epochs": epochs,
-                                     **overrides})
+        values = {"method": method, "seed": seed, "epochs": self.scale.tune_epochs}
+        if method not in BLACKBOX_METHODS:
+            values.update(epochs=self.scale.whitebox_epochs,
+                          batch_size=self.scale.whitebox_batch_size)
+        return TuneConfig.from_dict({**values, **overrides})
 
 
 def _task_dataset(task_name: str) -> str:
