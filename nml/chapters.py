@@ -26,7 +26,9 @@ from .experiments import SCALES, MissingResult, Pipeline
 from .results import ResultStore
 
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
-           "CHAPTERS", "chapter_grids", "levels_with", "run_chapter"]
+           "CHAPTERS", "chapter_grids", "levels_with", "run_chapter",
+           "ASYMMETRIC_NOISE_LEVELS", "DOWNSTREAM_NOISE_LEVELS", "CIFAR100_CLASSES",
+           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes"]
 
 WHITEBOX = ("lora", "lora_nmtune", "ft")
 NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
@@ -82,6 +84,7 @@ class Grid:
     lambdas: tuple[float, ...] | None = None    # NMTune methods: one run per lambda
     tune_overrides: dict = field(default_factory=dict)
     experiment: str | None = None               # store experiment name (default per method)
+    pretrain_overrides: dict = field(default_factory=dict)  # PretrainConfig fields (noise > 0 only)
 
 
 @dataclass
@@ -108,7 +111,88 @@ def levels_with(levels, extra: float | None) -> tuple[float, ...]:
 
 
 CHAPTERS = ("01_noisy_pretraining", "02_linear_probe", "03_feature_spectrum", "04_lora",
-            "05_full_finetune", "06_nmtune")
+            "05_full_finetune", "06_nmtune", "08_asymmetric_noise",
+            "09_noisy_downstream", "11_ablations")
+
+
+#: Pre-training noise ratios of the asymmetric-noise chapter (paper 7.3: {0, 2.5, 5, 10}%),
+#: each the rate *within* the related classes (nml.noise.asymmetric_noise).
+ASYMMETRIC_NOISE_LEVELS = (0.0, 0.025, 0.05, 0.1)
+
+#: Downstream label-noise ratios eta of the noisy-downstream chapter (paper 7.4 / App. B.5).
+DOWNSTREAM_NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+
+#: CIFAR-100's class folders in sorted order: a class's index is its position here
+#: (nml.data numbers classes by sorted folder name; tests check this against the tarball).
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab",
+    "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl",
+    "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard",
+    "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree",
+    "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain",
+    "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose",
+    "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
+    "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger",
+    "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman",
+    "worm")
+
+#: The CIFAR-100 classes related to CIFAR-10's: six whole CIFAR-100 superclasses, each the
+#: counterpart of CIFAR-10 classes (whole superclasses, so no class is picked by hand). The
+#: paper (7.3) restricts noise to the ImageNet-1K classes that WordNet links to CIFAR-100's;
+#: with CIFAR-100 upstream and CIFAR-10 downstream the analogue is this subset. CIFAR-10's
+#: bird and ship have no CIFAR-100 counterpart.
+CIFAR100_RELATED_TO_CIFAR10 = {
+    "vehicles 1 (automobile, truck)": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
+    "vehicles 2 (automobile, truck, airplane)": ("lawn_mower", "rocket", "streetcar", "tank",
+                                                 "tractor"),
+    "large carnivores (cat, dog)": ("bear", "leopard", "lion", "tiger", "wolf"),
+    "medium-sized mammals (cat, dog)": ("fox", "porcupine", "possum", "raccoon", "skunk"),
+    "large omnivores and herbivores (deer, horse)": ("camel", "cattle", "chimpanzee", "elephant",
+                                                     "kangaroo"),
+    "reptiles (frog)": ("crocodile", "dinosaur", "lizard", "snake", "turtle"),
+}
+
+#: Each task's role in the asymmetric-noise chapter, as the paper's Fig. 10 groups them: the
+#: ID task the noise subset was built from ("related"), an ID task it was not built from
+#: ("unrelated"), and the OOD task (the paper's DomainNet, "related" there). The synthetic OOD
+#: task draws the synthetic ID task's ten classes in other domains, so it is related too.
+ASYMMETRIC_TASK_ROLES = {
+    "synthetic_id": "ID, related", "synthetic_ood_photo": "OOD, related (same classes)",
+    "cifar10": "ID, related", "caltech101": "ID, unrelated",
+    "pacs_photo": "OOD, partly related (dog, elephant, horse)",
+}
+
+_ASYMMETRIC_TASKS = {"synthetic_upstream": ("synthetic_id", "synthetic_ood_photo"),
+                     "cifar100": ("cifar10", "caltech101", "pacs_photo")}
+
+
+def related_upstream_classes(upstream: str) -> tuple[int, ...]:
+    """Indices of the upstream classes that asymmetric pre-training noise flips among.
+
+    ``cifar100``: :data:`CIFAR100_RELATED_TO_CIFAR10` (30 classes). ``synthetic_upstream``:
+    the classes that share at least two of their three parts (shape and colour) with one
+    ``synthetic_id`` class, computed from the synthetic world of :mod:`nml.data`; sharing one
+    part is no relation there (38 of the 40 classes share one), two of three makes a near
+    relative, as a pickup truck is of a truck.
+
+    Used by chapter 08_asymmetric_noise.
+    """
+    if upstream == "cifar100":
+        names = [n for group in CIFAR100_RELATED_TO_CIFAR10.values() for n in group]
+        return tuple(sorted(CIFAR100_CLASSES.index(n) for n in names))
+    if upstream == "synthetic_upstream":
+        from . import data
+        world = data._world()  # the class prototypes (fixed world seed): deterministic
+
+        def parts(proto) -> set:
+            return set(zip(proto["shape"].tolist(), proto["colour"].tolist()))
+        targets = [parts(p) for p in world["synthetic_id"]]
+        return tuple(k for k, p in enumerate(world["synthetic_upstream"])
+                     if max(len(parts(p) & t) for t in targets) >= 2)
+    raise ConfigError(f"no related-class subset is defined for upstream {upstream!r}; "
+                      f"chapter 08_asymmetric_noise knows {tuple(_ASYMMETRIC_TASKS)}")
 
 
 def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[Grid]:
@@ -127,6 +211,8 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
                             f"(its backbones: {backbones}); use -p scale tiny or cifar")
     lam = {"lam": params.lam}
     common = dict(noise_levels=noise, tasks=tasks)
+    # The paper's 7.3 / 7.4 studies use one convolutional model (ResNet-50): the scale's first.
+    first_backbone = backbones if params.backbone else backbones[:1]
     grids = {
         "01_noisy_pretraining": [Grid(("pretrain",), backbones=backbones, noise_levels=noise)],
         "02_linear_probe": [Grid(("lp",), backbones=backbones, fractions=scale.fractions,
@@ -142,10 +228,62 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
                       Grid(("nmtune",), backbones=backbones[:1],
                            noise_levels=levels_with((0.0,), params.noise), tasks=tasks,
                            tune_seeds=scale.tune_seeds[:1], lambdas=scale.lambdas)],
+        # Paper 7.3: noise only among the upstream classes related to the ID task's (built
+        # only when asked: the subset is computed from the scale's upstream data).
+        "08_asymmetric_noise": (_asymmetric_grids(params, scale_name, first_backbone, lam)
+                                if chapter == "08_asymmetric_noise" else []),
+        # Paper 7.4 / App. B.5: symmetric label noise eta in the downstream training set, one
+        # grid per eta, across the scale's pre-training noise levels.
+        "09_noisy_downstream": [
+            Grid(("lp", "nmtune"), backbones=first_backbone,
+                 noise_levels=noise, tasks=(params.task,) if params.task else scale.id_tasks,
+                 tune_overrides={**lam, "label_noise": eta}, experiment="noisy_downstream")
+            for eta in DOWNSTREAM_NOISE_LEVELS],
+        # App. B.7 / C.2 ablations of black-box NMTune, one factor at a time from the paper's
+        # setting (2-layer ReLU MLP, hidden 4D, weights 1/1/1, top-1 fast SVD term); LP and MLP
+        # tuning are the references (shared with 06). Chapter 11 reads each grid's overrides.
+        "11_ablations": [Grid(("lp", "mlp"), backbones=backbones[:1], tasks=tasks,
+                              noise_levels=levels_with((0.0,), params.noise))] + [
+            Grid(("nmtune",), backbones=backbones[:1], tasks=tasks,
+                 noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
+                 tune_overrides={**lam, **variant})
+            for variant in (
+                {}, {"mlp_layers": 1}, {"mlp_layers": 3},
+                {"mlp_hidden_mult": 1}, {"mlp_hidden_mult": 2}, {"mlp_hidden_mult": 8},
+                {"mlp_activation": "gelu"}, {"mlp_activation": "tanh"},
+                {"mlp_activation": "identity"},
+                {"w_mse": 0.0}, {"w_cov": 0.0}, {"w_svd": 0.0},
+                {"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001},
+                *({"svd_top_k": k} for k in range(2, 11)),
+                {"residual_mlp": True}, {"svd_method": "exact"})] + [
+            Grid(("nmtune",), backbones=backbones[:1], tasks=tasks,
+                 noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
+                 lambdas=scale.lambdas)],
     }
     if chapter not in grids:
         raise ConfigError(f"unknown chapter {chapter!r}; choose one of {CHAPTERS}")
     return grids[chapter]
+
+
+def _asymmetric_grids(params: ChapterParams, scale_name: str, backbones: tuple[str, ...],
+                      lam: dict) -> list[Grid]:
+    """Chapter 08_asymmetric_noise's grid: pre-training, LP and NMTune under asymmetric noise.
+
+    The tiny scale trains a model in about 25 s, so it affords 3 pre-training seeds: its
+    2.5-10 % flips touch 15-60 labels, an effect one seed's luck would hide. There the spread
+    between pre-trained models is what matters, so one tuning seed per model keeps the grid at
+    48 tuning units.
+    """
+    scale = SCALES[scale_name]
+    tiny = scale_name == "tiny"
+    return [Grid(("pretrain", "lp", "nmtune"), backbones=backbones,
+                 noise_levels=levels_with(ASYMMETRIC_NOISE_LEVELS, params.noise),
+                 tasks=(params.task,) if params.task else _ASYMMETRIC_TASKS.get(scale.upstream),
+                 pretrain_seeds=(0, 1, 2) if tiny else None,
+                 tune_seeds=scale.tune_seeds[:1] if tiny else None,
+                 tune_overrides=lam, experiment="asymmetric",
+                 pretrain_overrides={"noise_type": "asymmetric",
+                                     "noise_classes": related_upstream_classes(scale.upstream)})]
 
 
 def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult:
@@ -179,7 +317,10 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
     frames, spectra = [], {}
     for method, backbone, noise, pseed, task, tseed, frac, lam in tqdm(
             jobs, desc=f"{scale.name} units", disable=not progress, leave=False):
-        pcfg = pipe.pretrain_config(backbone, noise, pseed)
+        # Noise 0 leaves every label clean whatever the noise type, so the clean model is the
+        # one the other chapters share rather than a copy trained again under another key.
+        pcfg = pipe.pretrain_config(backbone, noise, pseed,
+                                    **(grid.pretrain_overrides if noise > 0 else {}))
         if method == "pretrain":
             unit = pipe.pretrain(pcfg)
         elif method == "frozen":

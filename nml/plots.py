@@ -530,3 +530,706 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
         fig.layout.annotations[-1].yshift = -150
         fig.update_layout(margin={"b": fig.layout.margin.b + 90})
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter tables and effects: mean ± CI, differences to the clean model, correlations
+# --------------------------------------------------------------------------------------------
+
+#: Columns that identify one run in a result table (the rest are labels of the cell it is in).
+_RUN_COLUMNS = ("scale", "experiment", "backbone", "noise", "pretrain_seed", "seed", "method",
+                "metric", "fraction", "lam", "label_noise")
+
+
+def mean_over(df: pd.DataFrame, column: str, *, label: str = "mean") -> pd.DataFrame:
+    """Average ``value`` over the values of ``column`` within each run (one seed stays one row).
+
+    E.g. ``mean_over(rows, "task")``: the paper's "average accuracy over ID tasks", computed per
+    (backbone, noise, pre-training seed, tuning seed, ...) so that the seed spread survives;
+    ``column`` is set to ``label`` in the result.
+
+    Used by chapters 02_linear_probe and 03_feature_spectrum.
+    """
+    _check_columns(df, [column, "value"], "mean_over")
+    keys = [c for c in df.columns if c in (*_RUN_COLUMNS, "task", "test_set") and c != column]
+    out = df.groupby(keys, dropna=False, sort=True)["value"].mean().reset_index()
+    out[column] = label
+    return out
+
+
+def collapse_corruptions(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose ``test_set`` is ``corruption@severity`` (CIFAR-10-C) averaged per severity.
+
+    Each run's rows for one severity become one row with ``test_set`` = ``"corrupted @ s"``,
+    so a per-target figure shows one curve per severity instead of one per corruption; other
+    test sets pass through unchanged.
+
+    Used by chapter 02_linear_probe (the per-target OOD breakdown).
+    """
+    _check_columns(df, ["test_set", "value"], "collapse_corruptions")
+    corrupted = df["test_set"].astype(str).str.contains("@")
+    if not corrupted.any():
+        return df.copy()
+    part = df[corrupted].copy()
+    part["test_set"] = "corrupted @ " + part["test_set"].astype(str).str.split("@").str[1]
+    keys = [c for c in part.columns if c in (*_RUN_COLUMNS, "task", "test_set")]
+    part = part.groupby(keys, dropna=False, sort=True)["value"].mean().reset_index()
+    return pd.concat([df[~corrupted], part], ignore_index=True)
+
+
+def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str] | str, *,
+                  value: str = "value", error: str = "ci95", digits: int = 2) -> pd.DataFrame:
+    """A table of "mean ± error" strings over seeds, rows ``index``, columns ``columns``.
+
+    One cell per (index, columns) group; its rows are the seeds (see
+    :func:`summarize_over_seeds`). A cell with one row reads "mean (1 seed)": no spread to show.
+    Noise and data-fraction columns are shown in percent ("noise 10%", "25% of the data").
+
+    Used by chapters 01_noisy_pretraining, 02_linear_probe and 03_feature_spectrum.
+    """
+    index = [index] if isinstance(index, str) else list(index)
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    summary = summarize_over_seeds(df, [*index, *columns], value=value, error=error)
+
+    def cell(r) -> str:
+        if r["n"] < 2:
+            return f"{r['mean']:.{digits}f} (1 seed)"
+        return f"{r['mean']:.{digits}f} ± {r['err']:.{digits}f}"
+
+    summary["cell"] = summary.apply(cell, axis=1)
+    for col in (*index, *columns):
+        if col == "noise":
+            summary[col] = [f"noise {v * 100:g}%" for v in summary[col]]
+        elif col == "fraction":
+            summary[col] = [f"{v * 100:g}% of the data" for v in summary[col]]
+    table = summary.pivot_table(index=index, columns=columns, values="cell", aggfunc="first",
+                                sort=False)
+    table.columns.name = " / ".join(columns)
+    return table
+
+
+def noise_effect(df: pd.DataFrame, by: Sequence[str], *, baseline: float = 0.0,
+                 value: str = "value") -> pd.DataFrame:
+    """Difference of each noise level's mean from the clean (``baseline``) model's, with a 95% CI.
+
+    Per group of ``by`` and each noise level other than ``baseline``: ``diff = mean(level) -
+    mean(baseline)`` and Welch's 95% t-interval ``[lo, hi]`` (unequal variances; the seeds of the
+    two models are independent runs). With fewer than two runs on either side there is no
+    interval: ``lo`` and ``hi`` are NaN. ``n`` and ``n_baseline`` count the runs.
+
+    Used by chapters 02_linear_probe and 03_feature_spectrum (and the white-box chapters for the
+    same claims).
+    """
+    from scipy import stats
+
+    by = list(by)
+    _check_columns(df, ["noise", value, *by], "noise_effect")
+    out = []
+    for key, part in df.groupby(by, dropna=False, sort=True) if by else [((), df)]:
+        key = key if isinstance(key, tuple) else (key,)
+        base = part.loc[np.isclose(part["noise"], baseline), value].to_numpy(float)
+        if base.size == 0:
+            raise NMLError(f"noise_effect: group {dict(zip(by, key))} has no run at noise "
+                           f"{baseline}; the difference needs the clean model")
+        for level, rows in part.groupby("noise", sort=True):
+            if np.isclose(level, baseline):
+                continue
+            x = rows[value].to_numpy(float)
+            diff = float(x.mean() - base.mean())
+            lo = hi = float("nan")
+            if x.size > 1 and base.size > 1:
+                va, vb = x.var(ddof=1) / x.size, base.var(ddof=1) / base.size
+                se = math.sqrt(va + vb)
+                if se > 0:
+                    dof = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (base.size - 1))
+                    half = float(stats.t.ppf(0.975, dof)) * se
+                else:
+                    half = 0.0
+                lo, hi = diff - half, diff + half
+            out.append({**dict(zip(by, key)), "noise": float(level), "mean": float(x.mean()),
+                        "baseline_mean": float(base.mean()), "diff": diff, "lo": lo, "hi": hi,
+                        "n": int(x.size), "n_baseline": int(base.size)})
+    return pd.DataFrame(out)
+
+
+def format_effect(row: Mapping, *, unit: str = " points", digits: int = 2) -> str:
+    """One :func:`noise_effect` row as prose: ``"+1.20 points (95% CI -0.30 to 2.70)"``.
+
+    Says "no interval: 1 run" when there is no confidence interval.
+
+    Used by chapters 02_linear_probe and 03_feature_spectrum.
+    """
+    text = f"{row['diff']:+.{digits}f}{unit}"
+    if np.isnan(row["lo"]):
+        return text + f" (no interval: {min(row['n'], row['n_baseline'])} run)"
+    return text + f" (95% CI {row['lo']:+.{digits}f} to {row['hi']:+.{digits}f})"
+
+
+def metric_correlations(x: pd.DataFrame, y: pd.DataFrame, *, on: Sequence[str] = ("noise",),
+                        by: Sequence[str] = (), x_name: str = "x",
+                        y_name: str = "y") -> pd.DataFrame:
+    """Pearson and Spearman correlation between two metrics' seed means across noise levels.
+
+    ``x`` and ``y``: tidy rows (``value``) of two metrics; each is averaged over seeds per
+    ``(*by, *on)`` cell, the cells are matched on ``on`` within each ``by`` group and correlated.
+    ``n`` is the number of matched cells (noise levels): with three points a correlation is
+    weak evidence, and the table says how many there are. Fewer than three points give NaN.
+
+    Used by chapter 03_feature_spectrum (SVE vs ID accuracy, LSVR vs OOD accuracy).
+    """
+    from scipy import stats
+
+    on, by = list(on), list(by)
+    _check_columns(x, [*on, *by, "value"], "metric_correlations (x)")
+    _check_columns(y, [*on, *by, "value"], "metric_correlations (y)")
+    # Internal column names, so that x_name may equal an ``on`` column (e.g. "noise").
+    mx = x.groupby([*by, *on], dropna=False)["value"].mean().rename("_x")
+    my = y.groupby([*by, *on], dropna=False)["value"].mean().rename("_y")
+    both = pd.concat([mx, my], axis=1, join="inner").reset_index()
+    out = []
+    for key, part in both.groupby(by, dropna=False, sort=True) if by else [((), both)]:
+        key = key if isinstance(key, tuple) else (key,)
+        n = len(part)
+        varied = n >= 3 and part["_x"].nunique() > 1 and part["_y"].nunique() > 1
+        pearson = float(stats.pearsonr(part["_x"], part["_y"])[0]) if varied else float("nan")
+        spearman = float(stats.spearmanr(part["_x"], part["_y"])[0]) if varied else float("nan")
+        out.append({**dict(zip(by, key)), "pair": f"{x_name} vs {y_name}", "pearson_r": pearson,
+                    "spearman_rho": spearman, "n": n})
+    return pd.DataFrame(out)
+
+
+def panels_vs_noise(panels: Sequence[tuple[pd.DataFrame, str]], *,
+                    group_by: Sequence[str] = ("backbone",), error: str = "ci95",
+                    title: str | None = None, caption: str | None = None) -> go.Figure:
+    """Stacked panels sharing the noise axis: each panel one metric's mean against noise.
+
+    ``panels``: ``(rows, y axis title)`` pairs, each ``rows`` a tidy table (columns ``noise``,
+    ``value`` and the ``group_by`` columns) of one metric. Each group keeps one colour and one
+    legend entry across panels, so e.g. a backbone's SVE (top) and its LP accuracy (bottom) read
+    together, as the paper's Fig. 5 pairs them. Error bars over seeds as in
+    :func:`accuracy_vs_noise`; hover gives mean, error and ``n``.
+
+    Used by chapter 03_feature_spectrum.
+    """
+    group_by = list(group_by)
+    if not panels:
+        raise NMLError("panels_vs_noise takes at least one (rows, y title) panel")
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    colours: dict[tuple, str] = {}
+    for row_i, (rows, y_title) in enumerate(panels, start=1):
+        _check_columns(rows, ["noise", "value", *group_by], "panels_vs_noise")
+        summary = summarize_over_seeds(rows, [*group_by, "noise"], error=error)
+        for key, part in summary.groupby(group_by, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            colour = colours.setdefault(key, _color(len(colours)))
+            name = " / ".join(str(k) for k in key)
+            part = part.sort_values("noise")
+            fig.add_trace(go.Scatter(
+                x=_noise_percent(part["noise"]), y=part["mean"].to_numpy(), name=name,
+                legendgroup=name, mode="lines+markers",
+                line={"color": colour},
+                error_y={"type": "data", "array": part["err"].to_numpy(), "visible": True},
+                customdata=np.stack([part["err"].to_numpy(), part["n"].to_numpy()], axis=1),
+                hovertemplate=(f"{_html.escape(name)}<br>noise %{{x:.0f}}%<br>"
+                               f"{_html.escape(y_title)} %{{y:.4g}}<br>± %{{customdata[0]:.3g}}"
+                               "<br>n = %{customdata[1]}<extra></extra>"),
+            ), row=row_i, col=1)
+        fig.update_yaxes(title_text=y_title, row=row_i, col=1)
+    # One legend entry per group: hide the repeats in lower panels.
+    seen: set[str] = set()
+    for trace in fig.data:
+        trace.showlegend = trace.name not in seen
+        seen.add(trace.name)
+    fig.update_xaxes(title_text="pre-training label noise (%)", row=len(panels), col=1)
+    fig.update_layout(title=title or "metrics vs pre-training noise",
+                      height=DEFAULT_HEIGHT + 200 * (len(panels) - 1), template="plotly_white",
+                      legend_title_text=" / ".join(group_by))
+    if caption:
+        add_caption(fig, caption + " · error bars: " + _error_label(error))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter helpers (04_lora, 05_full_finetune, 06_nmtune): captions from a scale, multi-panel
+# noise plots, gaps to the clean model, spectra picked out of a grid
+# --------------------------------------------------------------------------------------------
+
+#: Readable backbone names for captions and legends.
+BACKBONE_LABELS = {
+    "resnet18_cifar": "ResNet-18 (CIFAR stem)", "resnet18_cifar_narrow": "quarter-width ResNet-18",
+    "resnet_micro": "micro ResNet", "vit_small_cifar": "small ViT", "vit_narrow_cifar": "narrow ViT",
+    "vit_micro": "micro ViT",
+}
+
+#: Readable tuning-method names for legends and axes.
+METHOD_LABELS = {
+    "lp": "LP", "mlp": "MLP tuning", "nmtune": "NMTune", "lora": "LoRA",
+    "lora_nmtune": "LoRA + NMTune", "ft": "FT", "frozen": "frozen features",
+}
+
+#: The fields of a :class:`nml.chapters.GridResult` spectra key, in order.
+SPECTRUM_KEY = ("method", "backbone", "noise", "pretrain_seed", "seed", "task", "test_set", "lam")
+
+_WHITEBOX = ("lora", "lora_nmtune", "ft")
+
+
+def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The one test set per task that figures show: ``test`` (ID) or ``mean`` (OOD targets).
+
+    An ID task has a single test set; an OOD task has one per target domain (or corruption)
+    plus ``mean``, their average, which is what the paper's OOD figures plot.
+
+    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    """
+    from .data import TASKS
+
+    _check_columns(df, ["task", "test_set"], "headline_rows")
+    kinds = df["task"].map(lambda t: TASKS[t].kind if t in TASKS else None)
+    keep = ((kinds == "id") & (df["test_set"] == "test")) | \
+        ((kinds == "ood") & (df["test_set"] == "mean"))
+    return df[keep]
+
+
+def task_label(task: str) -> str:
+    """``"synthetic_id (ID)"``: a task name with its kind.
+
+    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    """
+    from .data import TASKS
+
+    kind = TASKS[task].kind.upper() if task in TASKS else "?"
+    return f"{task} ({kind})"
+
+
+def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "noise")) -> str:
+    """How many runs each plotted point averages, per method: "LP 3 seeds (1 pre-training x 3
+    tuning); FT 1 seed: no spread".
+
+    A run is one distinct (``pretrain_seed``, ``seed``) pair inside a cell of ``by`` (and of
+    ``method``, when the table has that column); ``df`` should hold one metric of one test set
+    per cell. Where cells of one method differ, the range is given.
+
+    Used by :func:`scale_caption` (chapters 04_lora, 05_full_finetune and 06_nmtune).
+    """
+    _check_columns(df, ["pretrain_seed", "seed"], "seeds_text")
+    by = [c for c in by if c in df.columns]
+    methods = sorted(df["method"].unique(), key=_method_order) if "method" in df.columns \
+        else [None]
+    texts = {}
+    for method in methods:
+        part = df if method is None else df[df["method"] == method]
+        groups = [g for _, g in part.groupby(by, dropna=False)] if by else [part]
+        runs = [len(g[["pretrain_seed", "seed"]].drop_duplicates()) for g in groups]
+        pre = max(g["pretrain_seed"].nunique() for g in groups)
+        tune = max(g["seed"].nunique() for g in groups)
+        lo, hi = min(runs), max(runs)
+        if hi == 1:
+            texts[method] = "1 seed: no spread"
+        elif lo == hi:
+            texts[method] = f"{hi} seeds ({pre} pre-training x {tune} tuning)"
+        else:
+            texts[method] = f"{lo}-{hi} seeds per point" + (" (1 seed: no spread)" if lo == 1
+                                                             else "")
+    if len(set(texts.values())) == 1:  # every method has the same seeds: say it once
+        return next(iter(texts.values()))
+    return "; ".join(f"{METHOD_LABELS.get(m, m)} {t}" for m, t in texts.items())
+
+
+def _method_order(method: str) -> int:
+    order = list(METHOD_LABELS)
+    return order.index(method) if method in order else len(order)
+
+
+def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
+    """A figure caption from the scale preset and the rows the figure shows.
+
+    States the data (upstream dataset -> the tasks in ``df``), the models (the backbones in
+    ``df``), the epochs (pre-training; black-box tuning and / or LoRA / FT, as the methods in
+    ``df`` need, with the white-box train-image cap when the scale has one) and the seeds of
+    each method (:func:`seeds_text`). ``scale``: a :class:`nml.experiments.Scale` (e.g.
+    ``pipe.scale``). Nothing is hard-coded: a rerun at another scale gets its own caption.
+
+    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    """
+    _check_columns(df, ["backbone", "pretrain_seed", "seed"], "scale_caption")
+    tasks = sorted(df["task"].unique()) if "task" in df.columns else []
+    data = scale.upstream + (" -> " + ", ".join(task_label(t) for t in tasks) if tasks else "")
+    model = ", ".join(BACKBONE_LABELS.get(b, b) for b in sorted(df["backbone"].unique()))
+    methods = set(df["method"].unique()) if "method" in df.columns else set()
+    epochs = [f"pre-training {scale.pretrain_epochs}"]
+    if methods - set(_WHITEBOX) - {"pretrain", "frozen"}:
+        epochs.append(f"LP / MLP / NMTune {scale.tune_epochs}")
+    if methods & set(_WHITEBOX):
+        cap = (f" on <= {scale.whitebox_train_limit} train images"
+               if scale.whitebox_train_limit else "")
+        epochs.append(f"LoRA / FT {scale.whitebox_epochs}{cap}")
+    parts = ["epochs: " + ", ".join(epochs), seeds_text(df)]
+    if extra:
+        parts.append(extra)
+    return caption(scale=scale.name, data=data, model=model, extra=" · ".join(parts))
+
+
+def noise_panels(panels: Mapping[str, pd.DataFrame], *, group_by: Sequence[str] = ("method",),
+                 error: str = "ci95", cols: int = 2, title: str | None = None,
+                 y_titles: Mapping[str, str] | None = None, caption: str | None = None,
+                 panel_height: int = 340) -> go.Figure:
+    """Several metric-vs-noise panels side by side, one colour per ``group_by`` value throughout.
+
+    ``panels``: ``{panel title: tidy rows}``, each table already narrowed to the one metric
+    and test set the panel plots (columns ``noise``, ``value``, ``pretrain_seed``, ``seed``
+    and the ``group_by`` columns). Each point is the mean over the seeds of one (group, noise)
+    cell with its ``error`` bar (:func:`summarize_over_seeds`); method names are shown as in
+    :data:`METHOD_LABELS`. One legend entry per group controls every panel.
+
+    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    """
+    if not isinstance(panels, Mapping) or not panels:
+        raise NMLError("noise_panels takes a non-empty mapping {panel title: rows}")
+    group_by = list(group_by)
+    summaries = {}
+    for name, df in panels.items():
+        _check_columns(df, ["noise", "value", *group_by], f"noise_panels (panel {name!r})")
+        summaries[name] = summarize_over_seeds(df, [*group_by, "noise"], error=error)
+    keys = sorted({tuple(r) for s in summaries.values()
+                   for r in s[group_by].itertuples(index=False)},
+                  key=lambda k: tuple((_method_order(v), str(v)) if c == "method" else (0, str(v))
+                                      for c, v in zip(group_by, k)))
+    cols = max(1, min(cols, len(panels)))
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(panels),
+                        vertical_spacing=0.13 if rows > 1 else 0.1, horizontal_spacing=0.1)
+    for p, (name, summary) in enumerate(summaries.items()):
+        r, c = p // cols + 1, p % cols + 1
+        for i, key in enumerate(keys):
+            mask = np.ones(len(summary), dtype=bool)
+            for col, k in zip(group_by, key):
+                mask &= (summary[col] == k).to_numpy()
+            part = summary[mask].sort_values("noise")
+            if part.empty:
+                continue
+            label = " / ".join(METHOD_LABELS.get(k, BACKBONE_LABELS.get(k, str(k)))
+                               if isinstance(k, str) else str(k) for k in key)
+            fig.add_trace(go.Scatter(
+                x=_noise_percent(part["noise"]), y=part["mean"].to_numpy(), name=label,
+                legendgroup=label, showlegend=p == 0 or not any(
+                    t.name == label for t in fig.data),
+                mode="lines+markers", line={"color": _color(i)},
+                error_y={"type": "data", "array": part["err"].to_numpy(), "visible": True},
+                customdata=np.stack([part["err"].to_numpy(), part["n"].to_numpy()], axis=1),
+                hovertemplate=(f"{_html.escape(label)}<br>noise %{{x:.0f}}%<br>mean %{{y:.4g}}"
+                               "<br>± %{customdata[0]:.3g}<br>n = %{customdata[1]}<extra></extra>"),
+            ), row=r, col=c)
+        fig.update_xaxes(title_text="pre-training label noise (%)", row=r, col=c)
+        if y_titles and name in y_titles:
+            fig.update_yaxes(title_text=y_titles[name], row=r, col=c)
+    fig.update_layout(title=title or "metrics vs pre-training noise",
+                      height=120 + panel_height * rows, template="plotly_white",
+                      legend_title_text=" / ".join(group_by))
+    if caption:
+        add_caption(fig, caption + " · error bars: " + _error_label(error))
+    return fig
+
+
+def gap_to_clean(df: pd.DataFrame, *, by: Sequence[str] = ("method", "task"),
+                 error: str = "ci95") -> pd.DataFrame:
+    """Mean of each noisy model minus the mean of the clean (noise 0) model, per ``by`` group.
+
+    Columns: ``by``, ``noise`` (> 0 only), ``gap`` (noisy - clean, in the metric's unit),
+    ``err`` (root of the sum of squares of the two means' ``error`` half-widths: an
+    approximate interval for a difference of independent means), ``n_noisy``, ``n_clean``.
+    The paper's Fig. 4 prints this difference on top of each bar.
+
+    Used by chapters 04_lora and 05_full_finetune.
+    """
+    by = list(by)
+    summary = summarize_over_seeds(df, [*by, "noise"], error=error)
+    clean = summary[np.isclose(summary["noise"], 0.0)].set_index(by)
+    if clean.empty:
+        raise NMLError("gap_to_clean: the rows have no clean (noise 0) model to compare with")
+    out = []
+    for _, row in summary[~np.isclose(summary["noise"], 0.0)].iterrows():
+        key = tuple(row[c] for c in by)
+        if key not in clean.index:
+            continue
+        ref = clean.loc[key] if len(by) > 1 else clean.loc[key[0]]
+        out.append({**{c: row[c] for c in by}, "noise": row["noise"],
+                    "gap": row["mean"] - ref["mean"],
+                    "err": float(np.hypot(row["err"], ref["err"])),
+                    "n_noisy": int(row["n"]), "n_clean": int(ref["n"])})
+    return pd.DataFrame(out, columns=[*by, "noise", "gap", "err", "n_noisy", "n_clean"])
+
+
+def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "task",
+                    title: str | None = None, y_title: str = "noisy - clean",
+                    caption: str | None = None) -> go.Figure:
+    """Grouped bars of :func:`gap_to_clean`: one panel per ``panel_by`` value, ``x`` groups,
+    one bar per noise level, the signed gap printed on each bar, error bars as computed there.
+
+    Used by chapters 04_lora and 05_full_finetune.
+    """
+    _check_columns(gaps, [x, panel_by, "noise", "gap", "err"], "gap_bars_figure")
+    panels = sorted(gaps[panel_by].unique())
+    xs = sorted(gaps[x].unique(), key=_method_order if x == "method" else str)
+    x_labels = [METHOD_LABELS.get(v, BACKBONE_LABELS.get(v, str(v))) for v in xs]
+    titles = [task_label(p) if panel_by == "task" else str(p) for p in panels]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles)
+    for j, noise in enumerate(sorted(gaps["noise"].unique())):
+        label = _label(float(noise))
+        for c, panel in enumerate(panels, start=1):
+            part = gaps[(gaps[panel_by] == panel) & (gaps["noise"] == noise)].set_index(x)
+            ys = [float(part.loc[v, "gap"]) if v in part.index else None for v in xs]
+            errs = [float(part.loc[v, "err"]) if v in part.index else 0.0 for v in xs]
+            fig.add_trace(go.Bar(
+                x=x_labels, y=ys, name=label, legendgroup=label, showlegend=c == 1,
+                marker_color=_color(j + 1),
+                error_y={"type": "data", "array": errs, "visible": True},
+                text=[f"{y:+.1f}" if y is not None else "" for y in ys], textposition="outside",
+                hovertemplate=(f"{_html.escape(label)}<br>%{{x}}<br>gap %{{y:+.3g}}"
+                               "<extra></extra>"),
+            ), row=1, col=c)
+        fig.update_yaxes(title_text=y_title, row=1, col=1)
+    fig.add_hline(y=0, line_color="#888", line_width=1)
+    fig.update_layout(title=title or "difference between noisy and clean pre-trained models",
+                      barmode="group", height=DEFAULT_HEIGHT, template="plotly_white",
+                      legend_title_text="pre-training noise")
+    if caption:
+        add_caption(fig, caption)
+    return fig
+
+
+def pick_spectra(spectra: Mapping, *, by: str, **where) -> dict:
+    """``{value of field by: singular values}`` out of a GridResult's ``spectra`` dict.
+
+    ``spectra`` keys are tuples in :data:`SPECTRUM_KEY` order; ``where`` fixes other fields
+    (``method="nmtune", task="synthetic_id", test_set="test"``). Where several keys share a
+    ``by`` value (several seeds), the one that sorts first (the lowest seeds) is kept, so the
+    choice is deterministic. Returns the values in ascending order of ``by``.
+
+    Used by chapter 06_nmtune (the λ slider and the spectrum figure).
+    """
+    unknown = [k for k in [by, *where] if k not in SPECTRUM_KEY]
+    if unknown:
+        raise NMLError(f"pick_spectra: unknown field(s) {unknown}; the key fields are "
+                       f"{SPECTRUM_KEY}")
+    pos = {name: i for i, name in enumerate(SPECTRUM_KEY)}
+    out: dict = {}
+    for key in sorted(spectra, key=lambda k: tuple(str(v) for v in k)):
+        if all((key[pos[f]] == v) or (isinstance(v, float) and key[pos[f]] is not None
+                                      and np.isclose(key[pos[f]], v))
+               for f, v in where.items()):
+            out.setdefault(key[pos[by]], spectra[key])
+    if not out:
+        raise NMLError(f"pick_spectra: no spectrum matches {where}")
+    return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+
+def average_by_kind(df: pd.DataFrame) -> pd.DataFrame:
+    """Each run's headline number averaged over the tasks of one kind: the paper's "average ID"
+    and "average OOD" results.
+
+    Takes tidy rows (any test sets; :func:`headline_rows` picks ``test`` / ``mean``), returns
+    one row per run, metric and kind with a ``kind`` column ("ID" or "OOD") and ``value`` the
+    mean over that kind's tasks; the other columns (``backbone``, ``method``, ``noise``,
+    ``pretrain_seed``, ``seed``, ``lam``, ...) are kept, so the seeds stay separate for the
+    error bars. ``task`` becomes the tasks averaged, joined by " + ".
+
+    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    """
+    from .data import TASKS
+
+    rows = headline_rows(df).copy()
+    if rows.empty:
+        raise NMLError("average_by_kind: no ID 'test' or OOD 'mean' rows in the table")
+    rows["kind"] = rows["task"].map(lambda t: TASKS[t].kind.upper())
+    keys = [c for c in rows.columns
+            if c not in ("task", "test_set", "value", "key", "experiment")]
+    out = rows.groupby(keys, dropna=False, sort=True).agg(
+        value=("value", "mean"), task=("task", lambda t: " + ".join(sorted(set(t)))))
+    return out.reset_index()
+
+
+def best_noise(summary: pd.DataFrame, *, by: Sequence[str]) -> pd.DataFrame:
+    """Per ``by`` group of a :func:`summarize_over_seeds` table: the noise level with the
+    highest mean, that mean, the clean (noise 0) mean and whether the clean model is best.
+
+    Columns: ``by``, ``best_noise``, ``best_mean``, ``clean_mean``, ``clean_is_best``. The
+    paper's "rectify" claim (NMTune makes the clean model the best on ID tasks) is
+    ``clean_is_best`` for the NMTune rows.
+
+    Used by chapters 04_lora and 06_nmtune.
+    """
+    by = list(by)
+    _check_columns(summary, [*by, "noise", "mean"], "best_noise")
+    out = []
+    for key, part in summary.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        best = part.loc[part["mean"].idxmax()]
+        clean = part[np.isclose(part["noise"], 0.0)]
+        clean_mean = float(clean["mean"].iloc[0]) if len(clean) else float("nan")
+        out.append({**dict(zip(by, key)), "best_noise": float(best["noise"]),
+                    "best_mean": float(best["mean"]), "clean_mean": clean_mean,
+                    "clean_is_best": bool(len(clean)) and np.isclose(float(best["noise"]), 0.0)})
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapters 10_runtime and 11_ablations: grouped bars of measurements, one-factor ablation panels
+# --------------------------------------------------------------------------------------------
+
+def grouped_bar_figure(table: pd.DataFrame, *, x: str, group: str, value: str = "value",
+                       y_title: str = "", text_format: str = "{:.2f}",
+                       hlines: Mapping[str, float] | None = None, log_y: bool = False,
+                       title: str | None = None, caption: str | None = None) -> go.Figure:
+    """Grouped bars of single measurements (no seeds): one bar per (``x``, ``group``) row of
+    ``table``, its value printed on it; ``hlines`` draws labelled reference lines (a target,
+    the MLP-tuning baseline). The x and group orders are those of first appearance in
+    ``table``. For numbers measured once (timings), so it draws no error bars: say so in the
+    caption.
+
+    Used by chapter 10_runtime.
+    """
+    _check_columns(table, [x, group, value], "grouped_bar_figure")
+    xs = list(dict.fromkeys(table[x]))
+    fig = go.Figure()
+    for i, name in enumerate(dict.fromkeys(table[group])):
+        part = table[table[group] == name].set_index(x)
+        ys = [float(part.loc[v, value]) if v in part.index else None for v in xs]
+        fig.add_trace(go.Bar(
+            x=xs, y=ys, name=str(name), marker_color=_color(i),
+            text=[text_format.format(y) if y is not None else "" for y in ys],
+            textposition="outside",
+            hovertemplate=f"{_html.escape(str(name))}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"))
+    for label, y in (hlines or {}).items():
+        fig.add_hline(y=y, line_dash="dash", line_color="#555", line_width=1,
+                      annotation_text=label, annotation_position="top left")
+    fig.update_layout(title=title, barmode="group", template="plotly_white",
+                      height=DEFAULT_HEIGHT, yaxis_title=y_title, legend_title_text=group)
+    if log_y:
+        fig.update_yaxes(type="log")
+    if caption:
+        add_caption(fig, caption)
+    return fig
+
+
+def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], factor: str = "factor",
+                  level: str = "level", row: str = "kind", color: str = "noise",
+                  references: pd.DataFrame | None = None, y_title: str = "accuracy (%)",
+                  title: str | None = None, caption: str | None = None,
+                  error: str = "ci95") -> go.Figure:
+    """One-factor-at-a-time ablation panels: a column per factor, a row per ``row`` value
+    (e.g. ID / OOD), the factor's levels on x (in the order ``levels[factor]`` gives), one line
+    per ``color`` value (pre-training noise) with mean ± error over seeds.
+
+    ``summary``: a :func:`summarize_over_seeds` table with columns ``factor``, ``level``,
+    ``row``, ``color``, ``mean``, ``err``, ``n``. ``references`` (optional): columns ``row``,
+    ``color``, ``method``, ``mean``; each row is drawn as a horizontal line across that row's
+    panels in the colour of its noise level (dotted for MLP tuning, dash-dot otherwise), so
+    every variant can be read against MLP tuning and LP.
+
+    Used by chapter 11_ablations.
+    """
+    _check_columns(summary, [factor, level, row, color, "mean", "err", "n"], "factor_panels")
+    factors = [f for f in levels if f in set(summary[factor])]
+    if not factors:
+        raise NMLError(f"factor_panels: none of the factors {list(levels)} is in the table")
+    rows = sorted(summary[row].unique())
+    colors = sorted(summary[color].unique())
+    fig = make_subplots(rows=len(rows), cols=len(factors), shared_yaxes="rows",
+                        subplot_titles=[*factors, *[""] * (len(factors) * (len(rows) - 1))],
+                        horizontal_spacing=0.03, vertical_spacing=0.12)
+    for r, row_value in enumerate(rows, start=1):
+        for c, name in enumerate(factors, start=1):
+            order = [str(v) for v in levels[name]]
+            part = summary[(summary[row] == row_value) & (summary[factor] == name)]
+            for i, col_value in enumerate(colors):
+                cell = part[part[color] == col_value].copy()
+                if cell.empty:
+                    continue
+                cell["_x"] = cell[level].astype(str)
+                cell = cell[cell["_x"].isin(order)]
+                cell["_pos"] = cell["_x"].map(order.index)
+                cell = cell.sort_values("_pos")
+                label = _label(float(col_value)) if color == "noise" else str(col_value)
+                fig.add_trace(go.Scatter(
+                    x=cell["_x"], y=cell["mean"], mode="lines+markers", name=label,
+                    legendgroup=label, showlegend=(r == 1 and c == 1),
+                    line={"color": _color(i + 1), "width": 1.5},
+                    error_y={"type": "data", "array": cell["err"].to_numpy(), "visible": True},
+                    customdata=np.stack([cell["err"].to_numpy(), cell["n"].to_numpy()], axis=1),
+                    hovertemplate=(f"{_html.escape(label)}<br>{_html.escape(name)} = %{{x}}"
+                                   "<br>mean %{y:.4g} ± %{customdata[0]:.3g}"
+                                   "<br>n = %{customdata[1]}<extra></extra>")),
+                    row=r, col=c)
+                if references is not None:
+                    refs = references[(references[row] == row_value)
+                                      & (references[color] == col_value)]
+                    for _, ref in refs.iterrows():
+                        fig.add_hline(y=float(ref["mean"]), row=r, col=c, line_width=1,
+                                      line_color=_color(i + 1),
+                                      line_dash="dot" if ref["method"] == "mlp" else "dashdot")
+            fig.update_xaxes(type="category", categoryorder="array", categoryarray=order,
+                             row=r, col=c)
+        fig.update_yaxes(title_text=f"{row_value}: {y_title}", row=r, col=1)
+    fig.update_layout(title=title, template="plotly_white", height=140 + 300 * len(rows),
+                      legend_title_text="pre-training noise" if color == "noise" else color)
+    if caption:
+        extra = (" · dotted line: MLP tuning, dash-dot: LP (same colour = same noise)"
+                 if references is not None else "")
+        add_caption(fig, caption + extra + " · error bars: " + _error_label(error))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Downstream label noise (09_noisy_downstream)
+# --------------------------------------------------------------------------------------------
+
+def label_noise_panels(panels: Mapping[str, pd.DataFrame], *, error: str = "ci95",
+                       cols: int = 2, title: str | None = None, y_title: str = "accuracy (%)",
+                       caption: str | None = None, panel_height: int = 360) -> go.Figure:
+    """Metric against *downstream* label noise, one trace per pre-training noise level.
+
+    ``panels``: ``{panel title: tidy rows}``, each narrowed to one metric, test set and method
+    (columns ``label_noise``, ``noise``, ``value``, ``pretrain_seed``, ``seed``). Each point is
+    the mean over the seeds of one (pre-training noise, label noise) cell with its ``error``
+    bar (:func:`summarize_over_seeds`); a pre-training noise level keeps one colour and one
+    legend entry across panels. The x axis is the downstream noise ratio in percent.
+
+    Used by chapter 09_noisy_downstream.
+    """
+    if not isinstance(panels, Mapping) or not panels:
+        raise NMLError("label_noise_panels takes a non-empty mapping {panel title: rows}")
+    summaries = {}
+    for name, df in panels.items():
+        _check_columns(df, ["label_noise", "noise", "value"], f"label_noise_panels ({name!r})")
+        summaries[name] = summarize_over_seeds(df, ["noise", "label_noise"], error=error)
+    levels = sorted({float(v) for s in summaries.values() for v in s["noise"]})
+    cols = max(1, min(cols, len(panels)))
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(panels), shared_yaxes=True,
+                        vertical_spacing=0.22 if rows > 1 else 0.1, horizontal_spacing=0.06)
+    for p, (name, summary) in enumerate(summaries.items()):
+        r, c = p // cols + 1, p % cols + 1
+        for i, level in enumerate(levels):
+            part = summary[np.isclose(summary["noise"], level)].sort_values("label_noise")
+            if part.empty:
+                continue
+            label = f"pre-training noise {level * 100:g}%"
+            fig.add_trace(go.Scatter(
+                x=_noise_percent(part["label_noise"]), y=part["mean"].to_numpy(), name=label,
+                legendgroup=label, showlegend=not any(t.name == label for t in fig.data),
+                mode="lines+markers", line={"color": _color(i)},
+                error_y={"type": "data", "array": part["err"].to_numpy(), "visible": True},
+                customdata=np.stack([part["err"].to_numpy(), part["n"].to_numpy()], axis=1),
+                hovertemplate=(f"{_html.escape(label)}<br>downstream noise %{{x:.0f}}%<br>"
+                               "mean %{y:.4g}<br>± %{customdata[0]:.3g}<br>"
+                               "n = %{customdata[1]}<extra></extra>"),
+            ), row=r, col=c)
+        fig.update_xaxes(title_text="downstream label noise η (%)", row=r, col=c)
+        if c == 1:
+            fig.update_yaxes(title_text=y_title, row=r, col=c)
+    fig.update_layout(title=title or f"{y_title} vs downstream label noise",
+                      height=120 + panel_height * rows, template="plotly_white",
+                      legend_title_text="pre-training noise γ")
+    if caption:
+        add_caption(fig, caption + " · error bars: " + _error_label(error))
+    return fig
