@@ -180,6 +180,19 @@ def _cosine(optimizer, total_steps: int):
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
 
 
+def _training_setup(params, cfg: TuneConfig, steps_per_epoch: int):
+    """AdamW with the method's lr and weight decay, a per-step cosine schedule, and the NMTune
+    regulariser (None unless the method uses it)."""
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.decay)
+    scheduler = _cosine(optimizer, cfg.epochs * steps_per_epoch)
+    regulariser = None
+    if cfg.uses_nmtune:
+        from .losses import nmtune_regularizer
+        loss_cfg = cfg.loss_config()
+        regulariser = lambda f, z: nmtune_regularizer(f, z, loss_cfg)  # noqa: E731
+    return optimizer, scheduler, regulariser
+
+
 def _check_train_set(n: int, batch_size: int, what: str) -> None:
     if n < 2:
         raise DataError(f"{what} has {n} example(s) after the data fraction; tuning needs at "
@@ -210,14 +223,8 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
         dim, cfg.mlp_hidden_mult, cfg.mlp_layers, cfg.mlp_activation, cfg.residual_mlp).to(device)
     head = nn.Linear(dim, num_classes).to(device)
     params = list(head.parameters()) + (list(mlp.parameters()) if mlp is not None else [])
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.decay)
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
-    scheduler = _cosine(optimizer, cfg.epochs * steps_per_epoch)
-    regulariser = None
-    if cfg.uses_nmtune:
-        from .losses import nmtune_regularizer
-        loss_cfg = cfg.loss_config()
-        regulariser = lambda f, z: nmtune_regularizer(f, z, loss_cfg)  # noqa: E731
+    optimizer, scheduler, regulariser = _training_setup(params, cfg, steps_per_epoch)
 
     generator = torch.Generator().manual_seed(cfg.seed)
     history = []
@@ -287,14 +294,8 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
         adapter = lora_wrap(model, ratio=cfg.lora_ratio)
     head = nn.Linear(model.feature_dim, num_classes).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.decay)
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
-    scheduler = _cosine(optimizer, cfg.epochs * steps_per_epoch)
-    regulariser = None
-    if cfg.uses_nmtune:
-        from .losses import nmtune_regularizer
-        loss_cfg = cfg.loss_config()
-        regulariser = lambda f, z: nmtune_regularizer(f, z, loss_cfg)  # noqa: E731
+    optimizer, scheduler, regulariser = _training_setup(trainable, cfg, steps_per_epoch)
 
     use_bf16 = device.type == "cuda"
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
