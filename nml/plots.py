@@ -33,7 +33,24 @@ render that by itself (the page would lose the figure). :class:`PlotlyMimeRender
 plugin registered in pyproject.toml, draws such outputs with the same local plotly.js, so no
 figure is lost; :func:`show` remains the way to write figures (it also works outside JupyterLab).
 
-Used by every chapter (01_noisy_pretraining to 06_nmtune) and by book/scorecard.md.
+Where things are
+----------------
+* Captions: :func:`caption` (the one caption format; a figure's scale, data, model, epochs,
+  seeds) and :func:`scale_caption`, which fills :func:`caption` from a scale preset and the
+  rows shown (with :func:`seeds_text`).
+* Tables over seeds: :func:`summarize_over_seeds` (mean, error, n: every helper's statistics),
+  :func:`mean_ci_table` ("mean ± error" strings), :func:`mean_over` (average over tasks or test
+  sets within a run) and :func:`average_by_kind` (the paper's average-ID / average-OOD numbers),
+  :func:`headline_rows`, :func:`collapse_corruptions`, :func:`best_noise`.
+* Effects of noise: :func:`noise_effect` (each noise level minus the clean model, Welch 95%
+  interval), :func:`format_effect` (as prose), :func:`gap_bars_figure` (as bars);
+  :func:`metric_correlations` (spectral metric vs accuracy).
+* Figures: :func:`accuracy_vs_noise` (one panel), :func:`noise_panels` (a grid or a stack of
+  panels against pre-training or downstream noise; :func:`label_noise_panels` for the latter),
+  :func:`spectrum_figure`, :func:`lambda_slider_figure`, :func:`grouped_bar_figure`,
+  :func:`factor_panels`.
+
+Used by every chapter (01_noisy_pretraining to 11_ablations) and by book/scorecard.md.
 """
 
 from __future__ import annotations
@@ -54,9 +71,19 @@ from plotly.subplots import make_subplots
 from .errors import NMLError
 
 __all__ = [
-    "ERROR_KINDS", "SCALE_LABELS", "PlotlyMimeRenderer", "caption", "add_caption", "show",
-    "figure_html", "summarize_over_seeds", "accuracy_vs_noise", "spectrum_figure",
-    "lambda_slider_figure",
+    # constants
+    "ERROR_KINDS", "SCALE_LABELS", "CAPTION_LINE_CHARS", "DEFAULT_HEIGHT", "BACKBONE_LABELS",
+    "METHOD_LABELS", "SPECTRUM_KEY",
+    # captions and display
+    "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "show", "figure_html",
+    "PlotlyMimeRenderer",
+    # tables and statistics over seeds
+    "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
+    "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
+    "metric_correlations", "best_noise", "pick_spectra",
+    # figures
+    "accuracy_vs_noise", "noise_panels", "label_noise_panels", "gap_bars_figure",
+    "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
 ]
 
 #: How each scale is named on figures (see book/intro.md).
@@ -266,7 +293,8 @@ def summarize_over_seeds(df: pd.DataFrame, by: Sequence[str], *, value: str = "v
     ``error="std"``: ``s``. A group with one row has no spread: its error is 0 and ``n`` = 1
     says so in the hover text.
 
-    Used by :func:`accuracy_vs_noise`, :func:`lambda_slider_figure` and the scorecard.
+    Used by every figure and table helper here and directly by chapters 04_lora,
+    05_full_finetune, 06_nmtune, 08_asymmetric_noise, 09_noisy_downstream and 11_ablations.
     """
     from scipy import stats
 
@@ -536,24 +564,33 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
 # Chapter tables and effects: mean ± CI, differences to the clean model, correlations
 # --------------------------------------------------------------------------------------------
 
-#: Columns that identify one run in a result table (the rest are labels of the cell it is in).
-_RUN_COLUMNS = ("scale", "experiment", "backbone", "noise", "pretrain_seed", "seed", "method",
-                "metric", "fraction", "lam", "label_noise")
+#: Columns that label a stored row but not the run it belongs to: the result store's unit key
+#: (one per task) and the experiment name (chapters combine runs stored by several experiments).
+_NOT_RUN_COLUMNS = ("key", "experiment")
 
 
-def mean_over(df: pd.DataFrame, column: str, *, label: str = "mean") -> pd.DataFrame:
+def mean_over(df: pd.DataFrame, column: str, *, label: str | None = "mean") -> pd.DataFrame:
     """Average ``value`` over the values of ``column`` within each run (one seed stays one row).
 
     E.g. ``mean_over(rows, "task")``: the paper's "average accuracy over ID tasks", computed per
-    (backbone, noise, pre-training seed, tuning seed, ...) so that the seed spread survives;
-    ``column`` is set to ``label`` in the result.
+    (backbone, noise, pre-training seed, tuning seed, ...) so that the seed spread survives.
+    A run is one combination of every other column except ``value`` and the store's ``key`` /
+    ``experiment`` labels, so extra label columns (``kind``, ``factor``, ...) are kept.
+    ``column`` is set to ``label`` in the result, or with ``label=None`` to the values averaged,
+    sorted and joined by " + ".
 
-    Used by chapters 02_linear_probe and 03_feature_spectrum.
+    Used by chapters 02_linear_probe and 03_feature_spectrum, and by :func:`average_by_kind`
+    (04_lora, 05_full_finetune, 06_nmtune, 11_ablations).
     """
     _check_columns(df, [column, "value"], "mean_over")
-    keys = [c for c in df.columns if c in (*_RUN_COLUMNS, "task", "test_set") and c != column]
-    out = df.groupby(keys, dropna=False, sort=True)["value"].mean().reset_index()
-    out[column] = label
+    keys = [c for c in df.columns if c not in (column, "value", *_NOT_RUN_COLUMNS)]
+    grouped = df.groupby(keys, dropna=False, sort=True) if keys else df.groupby(
+        np.zeros(len(df), dtype=int))
+    out = grouped.agg(value=("value", "mean"),
+                      _averaged=(column, lambda v: " + ".join(sorted({str(x) for x in v}))))
+    out = out.reset_index(drop=not keys)
+    averaged = out.pop("_averaged")
+    out[column] = averaged if label is None else label
     return out
 
 
@@ -571,9 +608,10 @@ def collapse_corruptions(df: pd.DataFrame) -> pd.DataFrame:
     if not corrupted.any():
         return df.copy()
     part = df[corrupted].copy()
-    part["test_set"] = "corrupted @ " + part["test_set"].astype(str).str.split("@").str[1]
-    keys = [c for c in part.columns if c in (*_RUN_COLUMNS, "task", "test_set")]
-    part = part.groupby(keys, dropna=False, sort=True)["value"].mean().reset_index()
+    name_severity = part["test_set"].astype(str).str.split("@")
+    part["_corruption"] = name_severity.str[0]
+    part["test_set"] = "corrupted @ " + name_severity.str[1]
+    part = mean_over(part, "_corruption").drop(columns="_corruption")
     return pd.concat([df[~corrupted], part], ignore_index=True)
 
 
@@ -585,7 +623,8 @@ def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str]
     :func:`summarize_over_seeds`). A cell with one row reads "mean (1 seed)": no spread to show.
     Noise and data-fraction columns are shown in percent ("noise 10%", "25% of the data").
 
-    Used by chapters 01_noisy_pretraining, 02_linear_probe and 03_feature_spectrum.
+    Used by chapters 01_noisy_pretraining, 02_linear_probe, 03_feature_spectrum,
+    09_noisy_downstream and 11_ablations.
     """
     index = [index] if isinstance(index, str) else list(index)
     columns = [columns] if isinstance(columns, str) else list(columns)
@@ -608,17 +647,18 @@ def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str]
     return table
 
 
-def noise_effect(df: pd.DataFrame, by: Sequence[str], *, baseline: float = 0.0,
-                 value: str = "value") -> pd.DataFrame:
+def noise_effect(df: pd.DataFrame, by: Sequence[str] = ("method", "task"), *,
+                 baseline: float = 0.0, value: str = "value") -> pd.DataFrame:
     """Difference of each noise level's mean from the clean (``baseline``) model's, with a 95% CI.
 
     Per group of ``by`` and each noise level other than ``baseline``: ``diff = mean(level) -
     mean(baseline)`` and Welch's 95% t-interval ``[lo, hi]`` (unequal variances; the seeds of the
-    two models are independent runs). With fewer than two runs on either side there is no
-    interval: ``lo`` and ``hi`` are NaN. ``n`` and ``n_baseline`` count the runs.
+    two models are independent runs), ``err = hi - diff`` its half-width (the error bar of
+    :func:`gap_bars_figure`). With fewer than two runs on either side there is no interval:
+    ``lo``, ``hi`` and ``err`` are NaN. ``n`` and ``n_baseline`` count the runs. Every group
+    needs a run at ``baseline``; the paper's Fig. 4 prints ``diff`` on top of each bar.
 
-    Used by chapters 02_linear_probe and 03_feature_spectrum (and the white-box chapters for the
-    same claims).
+    Used by chapters 02_linear_probe, 04_lora, 05_full_finetune and 08_asymmetric_noise.
     """
     from scipy import stats
 
@@ -648,8 +688,9 @@ def noise_effect(df: pd.DataFrame, by: Sequence[str], *, baseline: float = 0.0,
                 lo, hi = diff - half, diff + half
             out.append({**dict(zip(by, key)), "noise": float(level), "mean": float(x.mean()),
                         "baseline_mean": float(base.mean()), "diff": diff, "lo": lo, "hi": hi,
-                        "n": int(x.size), "n_baseline": int(base.size)})
-    return pd.DataFrame(out)
+                        "err": hi - diff, "n": int(x.size), "n_baseline": int(base.size)})
+    return pd.DataFrame(out, columns=[*by, "noise", "mean", "baseline_mean", "diff", "lo", "hi",
+                                      "err", "n", "n_baseline"])
 
 
 def format_effect(row: Mapping, *, unit: str = " points", digits: int = 2) -> str:
@@ -657,7 +698,7 @@ def format_effect(row: Mapping, *, unit: str = " points", digits: int = 2) -> st
 
     Says "no interval: 1 run" when there is no confidence interval.
 
-    Used by chapters 02_linear_probe and 03_feature_spectrum.
+    Used by chapters 02_linear_probe and 08_asymmetric_noise.
     """
     text = f"{row['diff']:+.{digits}f}{unit}"
     if np.isnan(row["lo"]):
@@ -698,57 +739,6 @@ def metric_correlations(x: pd.DataFrame, y: pd.DataFrame, *, on: Sequence[str] =
     return pd.DataFrame(out)
 
 
-def panels_vs_noise(panels: Sequence[tuple[pd.DataFrame, str]], *,
-                    group_by: Sequence[str] = ("backbone",), error: str = "ci95",
-                    title: str | None = None, caption: str | None = None) -> go.Figure:
-    """Stacked panels sharing the noise axis: each panel one metric's mean against noise.
-
-    ``panels``: ``(rows, y axis title)`` pairs, each ``rows`` a tidy table (columns ``noise``,
-    ``value`` and the ``group_by`` columns) of one metric. Each group keeps one colour and one
-    legend entry across panels, so e.g. a backbone's SVE (top) and its LP accuracy (bottom) read
-    together, as the paper's Fig. 5 pairs them. Error bars over seeds as in
-    :func:`accuracy_vs_noise`; hover gives mean, error and ``n``.
-
-    Used by chapter 03_feature_spectrum.
-    """
-    group_by = list(group_by)
-    if not panels:
-        raise NMLError("panels_vs_noise takes at least one (rows, y title) panel")
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08)
-    colours: dict[tuple, str] = {}
-    for row_i, (rows, y_title) in enumerate(panels, start=1):
-        _check_columns(rows, ["noise", "value", *group_by], "panels_vs_noise")
-        summary = summarize_over_seeds(rows, [*group_by, "noise"], error=error)
-        for key, part in summary.groupby(group_by, sort=True):
-            key = key if isinstance(key, tuple) else (key,)
-            colour = colours.setdefault(key, _color(len(colours)))
-            name = " / ".join(str(k) for k in key)
-            part = part.sort_values("noise")
-            fig.add_trace(go.Scatter(
-                x=_noise_percent(part["noise"]), y=part["mean"].to_numpy(), name=name,
-                legendgroup=name, mode="lines+markers",
-                line={"color": colour},
-                error_y={"type": "data", "array": part["err"].to_numpy(), "visible": True},
-                customdata=np.stack([part["err"].to_numpy(), part["n"].to_numpy()], axis=1),
-                hovertemplate=(f"{_html.escape(name)}<br>noise %{{x:.0f}}%<br>"
-                               f"{_html.escape(y_title)} %{{y:.4g}}<br>± %{{customdata[0]:.3g}}"
-                               "<br>n = %{customdata[1]}<extra></extra>"),
-            ), row=row_i, col=1)
-        fig.update_yaxes(title_text=y_title, row=row_i, col=1)
-    # One legend entry per group: hide the repeats in lower panels.
-    seen: set[str] = set()
-    for trace in fig.data:
-        trace.showlegend = trace.name not in seen
-        seen.add(trace.name)
-    fig.update_xaxes(title_text="pre-training label noise (%)", row=len(panels), col=1)
-    fig.update_layout(title=title or "metrics vs pre-training noise",
-                      height=DEFAULT_HEIGHT + 200 * (len(panels) - 1), template="plotly_white",
-                      legend_title_text=" / ".join(group_by))
-    if caption:
-        add_caption(fig, caption + " · error bars: " + _error_label(error))
-    return fig
-
-
 # --------------------------------------------------------------------------------------------
 # Chapter helpers (04_lora, 05_full_finetune, 06_nmtune): captions from a scale, multi-panel
 # noise plots, gaps to the clean model, spectra picked out of a grid
@@ -779,7 +769,8 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
     An ID task has a single test set; an OOD task has one per target domain (or corruption)
     plus ``mean``, their average, which is what the paper's OOD figures plot.
 
-    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    Used by chapters 04_lora, 05_full_finetune, 06_nmtune, 08_asymmetric_noise and
+    09_noisy_downstream (and by :func:`average_by_kind`).
     """
     from .data import TASKS
 
@@ -793,7 +784,8 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
 def task_label(task: str) -> str:
     """``"synthetic_id (ID)"``: a task name with its kind.
 
-    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    Used by chapters 06_nmtune, 08_asymmetric_noise and 09_noisy_downstream, and by
+    :func:`scale_caption` and :func:`gap_bars_figure` (04_lora, 05_full_finetune).
     """
     from .data import TASKS
 
@@ -809,7 +801,7 @@ def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "no
     ``method``, when the table has that column); ``df`` should hold one metric of one test set
     per cell. Where cells of one method differ, the range is given.
 
-    Used by :func:`scale_caption` (chapters 04_lora, 05_full_finetune and 06_nmtune).
+    Used by :func:`scale_caption` (chapters 04_lora to 11_ablations).
     """
     _check_columns(df, ["pretrain_seed", "seed"], "seeds_text")
     by = [c for c in by if c in df.columns]
@@ -849,7 +841,8 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
     each method (:func:`seeds_text`). ``scale``: a :class:`nml.experiments.Scale` (e.g.
     ``pipe.scale``). Nothing is hard-coded: a rerun at another scale gets its own caption.
 
-    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    Used by chapters 04_lora, 05_full_finetune, 06_nmtune, 08_asymmetric_noise,
+    09_noisy_downstream and 11_ablations.
     """
     _check_columns(df, ["backbone", "pretrain_seed", "seed"], "scale_caption")
     tasks = sorted(df["task"].unique()) if "task" in df.columns else []
@@ -869,105 +862,109 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
     return caption(scale=scale.name, data=data, model=model, extra=" · ".join(parts))
 
 
-def noise_panels(panels: Mapping[str, pd.DataFrame], *, group_by: Sequence[str] = ("method",),
-                 error: str = "ci95", cols: int = 2, title: str | None = None,
-                 y_titles: Mapping[str, str] | None = None, caption: str | None = None,
+def _group_label(column: str, value) -> str:
+    """Legend name of one group value: readable method / backbone names, noise in percent."""
+    if column in ("noise", "label_noise") and isinstance(value, (int, float, np.number)):
+        return f"{'pre-training' if column == 'noise' else 'downstream'} noise {value * 100:g}%"
+    if isinstance(value, str):
+        return METHOD_LABELS.get(value, BACKBONE_LABELS.get(value, value))
+    return str(value)
+
+
+def _group_sort_key(column: str, value):
+    if column == "method":
+        return (_method_order(value), str(value))
+    if isinstance(value, (int, float, np.number)):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+_X_TITLES = {"noise": "pre-training label noise (%)", "label_noise": "downstream label noise η (%)"}
+
+
+def noise_panels(panels: Mapping[str, pd.DataFrame], *, x: str = "noise",
+                 group_by: Sequence[str] = ("method",), error: str = "ci95", cols: int = 2,
+                 title: str | None = None, y_titles: Mapping[str, str] | None = None,
+                 x_title: str | None = None, shared_yaxes: bool = False,
+                 legend_title: str | None = None, caption: str | None = None,
                  panel_height: int = 340) -> go.Figure:
-    """Several metric-vs-noise panels side by side, one colour per ``group_by`` value throughout.
+    """Metric-vs-noise panels in a grid, one colour and one legend entry per group throughout.
 
     ``panels``: ``{panel title: tidy rows}``, each table already narrowed to the one metric
-    and test set the panel plots (columns ``noise``, ``value``, ``pretrain_seed``, ``seed``
-    and the ``group_by`` columns). Each point is the mean over the seeds of one (group, noise)
-    cell with its ``error`` bar (:func:`summarize_over_seeds`); method names are shown as in
-    :data:`METHOD_LABELS`. One legend entry per group controls every panel.
+    and test set the panel plots (columns ``x``, ``value``, ``pretrain_seed``, ``seed`` and the
+    ``group_by`` columns). ``x`` is a noise ratio column plotted in percent: ``"noise"``
+    (pre-training label noise, the default) or ``"label_noise"`` (downstream label noise, see
+    :func:`label_noise_panels`). Each point is the mean over the seeds of one (group, x) cell
+    with its ``error`` bar (:func:`summarize_over_seeds`); hover gives mean, error and ``n``.
+    Methods and backbones are named as in :data:`METHOD_LABELS` / :data:`BACKBONE_LABELS`,
+    noise groups as "pre-training noise 10%". ``cols=1`` stacks the panels on one shared x
+    axis (e.g. a spectral metric above the accuracy it predicts, as the paper's Fig. 5 pairs
+    them); ``y_titles`` gives panels their y axis titles.
 
-    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    Used by chapters 03_feature_spectrum, 04_lora, 05_full_finetune, 06_nmtune,
+    08_asymmetric_noise and 09_noisy_downstream.
     """
     if not isinstance(panels, Mapping) or not panels:
         raise NMLError("noise_panels takes a non-empty mapping {panel title: rows}")
     group_by = list(group_by)
     summaries = {}
     for name, df in panels.items():
-        _check_columns(df, ["noise", "value", *group_by], f"noise_panels (panel {name!r})")
-        summaries[name] = summarize_over_seeds(df, [*group_by, "noise"], error=error)
+        _check_columns(df, [x, "value", *group_by], f"noise_panels (panel {name!r})")
+        summaries[name] = summarize_over_seeds(df, [*group_by, x], error=error)
     keys = sorted({tuple(r) for s in summaries.values()
                    for r in s[group_by].itertuples(index=False)},
-                  key=lambda k: tuple((_method_order(v), str(v)) if c == "method" else (0, str(v))
-                                      for c, v in zip(group_by, k)))
+                  key=lambda k: tuple(_group_sort_key(c, v) for c, v in zip(group_by, k)))
     cols = max(1, min(cols, len(panels)))
     rows = math.ceil(len(panels) / cols)
+    stacked = cols == 1 and rows > 1
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(panels),
-                        vertical_spacing=0.13 if rows > 1 else 0.1, horizontal_spacing=0.1)
+                        shared_xaxes=stacked, shared_yaxes=shared_yaxes,
+                        vertical_spacing=(0.08 if stacked else 0.13) if rows > 1 else 0.1,
+                        horizontal_spacing=0.06 if shared_yaxes else 0.1)
+    x_title = x_title or _X_TITLES.get(x, f"{x} (%)")
     for p, (name, summary) in enumerate(summaries.items()):
         r, c = p // cols + 1, p % cols + 1
         for i, key in enumerate(keys):
             mask = np.ones(len(summary), dtype=bool)
             for col, k in zip(group_by, key):
                 mask &= (summary[col] == k).to_numpy()
-            part = summary[mask].sort_values("noise")
+            part = summary[mask].sort_values(x)
             if part.empty:
                 continue
-            label = " / ".join(METHOD_LABELS.get(k, BACKBONE_LABELS.get(k, str(k)))
-                               if isinstance(k, str) else str(k) for k in key)
+            label = " / ".join(_group_label(col, k) for col, k in zip(group_by, key))
             fig.add_trace(go.Scatter(
-                x=_noise_percent(part["noise"]), y=part["mean"].to_numpy(), name=label,
-                legendgroup=label, showlegend=p == 0 or not any(
-                    t.name == label for t in fig.data),
+                x=_noise_percent(part[x]), y=part["mean"].to_numpy(), name=label,
+                legendgroup=label, showlegend=not any(t.name == label for t in fig.data),
                 mode="lines+markers", line={"color": _color(i)},
                 error_y={"type": "data", "array": part["err"].to_numpy(), "visible": True},
                 customdata=np.stack([part["err"].to_numpy(), part["n"].to_numpy()], axis=1),
-                hovertemplate=(f"{_html.escape(label)}<br>noise %{{x:.0f}}%<br>mean %{{y:.4g}}"
-                               "<br>± %{customdata[0]:.3g}<br>n = %{customdata[1]}<extra></extra>"),
+                hovertemplate=(f"{_html.escape(label)}<br>{_html.escape(x_title)} %{{x:g}}"
+                               "<br>mean %{y:.4g}<br>± %{customdata[0]:.3g}"
+                               "<br>n = %{customdata[1]}<extra></extra>"),
             ), row=r, col=c)
-        fig.update_xaxes(title_text="pre-training label noise (%)", row=r, col=c)
-        if y_titles and name in y_titles:
+        if not stacked or r == rows:
+            fig.update_xaxes(title_text=x_title, row=r, col=c)
+        if y_titles and name in y_titles and (c == 1 or not shared_yaxes):
             fig.update_yaxes(title_text=y_titles[name], row=r, col=c)
     fig.update_layout(title=title or "metrics vs pre-training noise",
                       height=120 + panel_height * rows, template="plotly_white",
-                      legend_title_text=" / ".join(group_by))
+                      legend_title_text=legend_title or " / ".join(group_by))
     if caption:
         add_caption(fig, caption + " · error bars: " + _error_label(error))
     return fig
 
 
-def gap_to_clean(df: pd.DataFrame, *, by: Sequence[str] = ("method", "task"),
-                 error: str = "ci95") -> pd.DataFrame:
-    """Mean of each noisy model minus the mean of the clean (noise 0) model, per ``by`` group.
-
-    Columns: ``by``, ``noise`` (> 0 only), ``gap`` (noisy - clean, in the metric's unit),
-    ``err`` (root of the sum of squares of the two means' ``error`` half-widths: an
-    approximate interval for a difference of independent means), ``n_noisy``, ``n_clean``.
-    The paper's Fig. 4 prints this difference on top of each bar.
-
-    Used by chapters 04_lora and 05_full_finetune.
-    """
-    by = list(by)
-    summary = summarize_over_seeds(df, [*by, "noise"], error=error)
-    clean = summary[np.isclose(summary["noise"], 0.0)].set_index(by)
-    if clean.empty:
-        raise NMLError("gap_to_clean: the rows have no clean (noise 0) model to compare with")
-    out = []
-    for _, row in summary[~np.isclose(summary["noise"], 0.0)].iterrows():
-        key = tuple(row[c] for c in by)
-        if key not in clean.index:
-            continue
-        ref = clean.loc[key] if len(by) > 1 else clean.loc[key[0]]
-        out.append({**{c: row[c] for c in by}, "noise": row["noise"],
-                    "gap": row["mean"] - ref["mean"],
-                    "err": float(np.hypot(row["err"], ref["err"])),
-                    "n_noisy": int(row["n"]), "n_clean": int(ref["n"])})
-    return pd.DataFrame(out, columns=[*by, "noise", "gap", "err", "n_noisy", "n_clean"])
-
-
 def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "task",
                     title: str | None = None, y_title: str = "noisy - clean",
                     caption: str | None = None) -> go.Figure:
-    """Grouped bars of :func:`gap_to_clean`: one panel per ``panel_by`` value, ``x`` groups,
-    one bar per noise level, the signed gap printed on each bar, error bars as computed there.
+    """Grouped bars of :func:`noise_effect`: one panel per ``panel_by`` value, ``x`` groups,
+    one bar per noise level, the signed difference to the clean model (``diff``) printed on
+    each bar and its Welch 95% interval (``err``) as the error bar; a difference without an
+    interval (one run on a side, ``err`` NaN) gets no error bar and says so on hover.
 
-    Used by chapters 04_lora and 05_full_finetune.
+    Used by chapters 04_lora, 05_full_finetune and 08_asymmetric_noise.
     """
-    _check_columns(gaps, [x, panel_by, "noise", "gap", "err"], "gap_bars_figure")
+    _check_columns(gaps, [x, panel_by, "noise", "diff", "err"], "gap_bars_figure")
     panels = sorted(gaps[panel_by].unique())
     xs = sorted(gaps[x].unique(), key=_method_order if x == "method" else str)
     x_labels = [METHOD_LABELS.get(v, BACKBONE_LABELS.get(v, str(v))) for v in xs]
@@ -977,15 +974,18 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
         label = _label(float(noise))
         for c, panel in enumerate(panels, start=1):
             part = gaps[(gaps[panel_by] == panel) & (gaps["noise"] == noise)].set_index(x)
-            ys = [float(part.loc[v, "gap"]) if v in part.index else None for v in xs]
-            errs = [float(part.loc[v, "err"]) if v in part.index else 0.0 for v in xs]
+            ys = [float(part.loc[v, "diff"]) if v in part.index else None for v in xs]
+            errs = [float(part.loc[v, "err"]) if v in part.index else float("nan") for v in xs]
             fig.add_trace(go.Bar(
                 x=x_labels, y=ys, name=label, legendgroup=label, showlegend=c == 1,
                 marker_color=_color(j + 1),
-                error_y={"type": "data", "array": errs, "visible": True},
+                error_y={"type": "data", "array": [0.0 if np.isnan(e) else e for e in errs],
+                         "visible": True},
+                customdata=[["no interval (1 run)"] if np.isnan(e) else [f"± {e:.3g}"]
+                            for e in errs],
                 text=[f"{y:+.1f}" if y is not None else "" for y in ys], textposition="outside",
-                hovertemplate=(f"{_html.escape(label)}<br>%{{x}}<br>gap %{{y:+.3g}}"
-                               "<extra></extra>"),
+                hovertemplate=(f"{_html.escape(label)}<br>%{{x}}<br>difference %{{y:+.3g}}"
+                               " %{customdata[0]}<extra></extra>"),
             ), row=1, col=c)
         fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.add_hline(y=0, line_color="#888", line_width=1)
@@ -1029,11 +1029,11 @@ def average_by_kind(df: pd.DataFrame) -> pd.DataFrame:
 
     Takes tidy rows (any test sets; :func:`headline_rows` picks ``test`` / ``mean``), returns
     one row per run, metric and kind with a ``kind`` column ("ID" or "OOD") and ``value`` the
-    mean over that kind's tasks; the other columns (``backbone``, ``method``, ``noise``,
-    ``pretrain_seed``, ``seed``, ``lam``, ...) are kept, so the seeds stay separate for the
-    error bars. ``task`` becomes the tasks averaged, joined by " + ".
+    mean over that kind's tasks (:func:`mean_over`); the other columns (``backbone``,
+    ``method``, ``noise``, ``pretrain_seed``, ``seed``, ``lam``, ...) are kept, so the seeds
+    stay separate for the error bars. ``task`` becomes the tasks averaged, joined by " + ".
 
-    Used by chapters 04_lora, 05_full_finetune and 06_nmtune.
+    Used by chapters 04_lora, 05_full_finetune, 06_nmtune and 11_ablations.
     """
     from .data import TASKS
 
@@ -1041,11 +1041,8 @@ def average_by_kind(df: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         raise NMLError("average_by_kind: no ID 'test' or OOD 'mean' rows in the table")
     rows["kind"] = rows["task"].map(lambda t: TASKS[t].kind.upper())
-    keys = [c for c in rows.columns
-            if c not in ("task", "test_set", "value", "key", "experiment")]
-    out = rows.groupby(keys, dropna=False, sort=True).agg(
-        value=("value", "mean"), task=("task", lambda t: " + ".join(sorted(set(t)))))
-    return out.reset_index()
+    # The test set differs between kinds ("test" / "mean") and says nothing once averaged.
+    return mean_over(rows.drop(columns="test_set"), "task", label=None)
 
 
 def best_noise(summary: pd.DataFrame, *, by: Sequence[str]) -> pd.DataFrame:
@@ -1056,7 +1053,7 @@ def best_noise(summary: pd.DataFrame, *, by: Sequence[str]) -> pd.DataFrame:
     paper's "rectify" claim (NMTune makes the clean model the best on ID tasks) is
     ``clean_is_best`` for the NMTune rows.
 
-    Used by chapters 04_lora and 06_nmtune.
+    Used by chapters 04_lora, 06_nmtune and 09_noisy_downstream.
     """
     by = list(by)
     _check_columns(summary, [*by, "noise", "mean"], "best_noise")
@@ -1188,48 +1185,19 @@ def label_noise_panels(panels: Mapping[str, pd.DataFrame], *, error: str = "ci95
                        caption: str | None = None, panel_height: int = 360) -> go.Figure:
     """Metric against *downstream* label noise, one trace per pre-training noise level.
 
-    ``panels``: ``{panel title: tidy rows}``, each narrowed to one metric, test set and method
-    (columns ``label_noise``, ``noise``, ``value``, ``pretrain_seed``, ``seed``). Each point is
-    the mean over the seeds of one (pre-training noise, label noise) cell with its ``error``
-    bar (:func:`summarize_over_seeds`); a pre-training noise level keeps one colour and one
-    legend entry across panels. The x axis is the downstream noise ratio in percent.
+    :func:`noise_panels` with ``x="label_noise"`` and ``group_by=("noise",)``: ``panels`` is
+    ``{panel title: tidy rows}``, each narrowed to one metric, test set and method (columns
+    ``label_noise``, ``noise``, ``value``, ``pretrain_seed``, ``seed``); each point is the mean
+    over the seeds of one (pre-training noise, label noise) cell with its ``error`` bar; a
+    pre-training noise level keeps one colour and one legend entry across panels; the panels
+    share the y axis.
 
     Used by chapter 09_noisy_downstream.
     """
     if not isinstance(panels, Mapping) or not panels:
         raise NMLError("label_noise_panels takes a non-empty mapping {panel title: rows}")
-    summaries = {}
-    for name, df in panels.items():
-        _check_columns(df, ["label_noise", "noise", "value"], f"label_noise_panels ({name!r})")
-        summaries[name] = summarize_over_seeds(df, ["noise", "label_noise"], error=error)
-    levels = sorted({float(v) for s in summaries.values() for v in s["noise"]})
-    cols = max(1, min(cols, len(panels)))
-    rows = math.ceil(len(panels) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(panels), shared_yaxes=True,
-                        vertical_spacing=0.22 if rows > 1 else 0.1, horizontal_spacing=0.06)
-    for p, (name, summary) in enumerate(summaries.items()):
-        r, c = p // cols + 1, p % cols + 1
-        for i, level in enumerate(levels):
-            part = summary[np.isclose(summary["noise"], level)].sort_values("label_noise")
-            if part.empty:
-                continue
-            label = f"pre-training noise {level * 100:g}%"
-            fig.add_trace(go.Scatter(
-                x=_noise_percent(part["label_noise"]), y=part["mean"].to_numpy(), name=label,
-                legendgroup=label, showlegend=not any(t.name == label for t in fig.data),
-                mode="lines+markers", line={"color": _color(i)},
-                error_y={"type": "data", "array": part["err"].to_numpy(), "visible": True},
-                customdata=np.stack([part["err"].to_numpy(), part["n"].to_numpy()], axis=1),
-                hovertemplate=(f"{_html.escape(label)}<br>downstream noise %{{x:.0f}}%<br>"
-                               "mean %{y:.4g}<br>± %{customdata[0]:.3g}<br>"
-                               "n = %{customdata[1]}<extra></extra>"),
-            ), row=r, col=c)
-        fig.update_xaxes(title_text="downstream label noise η (%)", row=r, col=c)
-        if c == 1:
-            fig.update_yaxes(title_text=y_title, row=r, col=c)
-    fig.update_layout(title=title or f"{y_title} vs downstream label noise",
-                      height=120 + panel_height * rows, template="plotly_white",
-                      legend_title_text="pre-training noise γ")
-    if caption:
-        add_caption(fig, caption + " · error bars: " + _error_label(error))
-    return fig
+    return noise_panels(panels, x="label_noise", group_by=("noise",), error=error, cols=cols,
+                        title=title or f"{y_title} vs downstream label noise",
+                        y_titles={name: y_title for name in panels}, shared_yaxes=True,
+                        legend_title="pre-training noise γ", caption=caption,
+                        panel_height=panel_height)

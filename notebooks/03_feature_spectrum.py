@@ -205,8 +205,10 @@ fig5 = {}
 if id_tasks:
     fig5["id"] = (frozen_metric("sve", id_tasks, exclude=("train",)),
                   lp_accuracy(id_tasks, "test"))
-    plots.show(plots.panels_vs_noise(
-        [(fig5["id"][0], "SVE, ID test features"), (fig5["id"][1], "ID LP accuracy (%)")],
+    plots.show(plots.noise_panels(
+        {"SVE, ID test features": fig5["id"][0], "ID LP accuracy (%)": fig5["id"][1]},
+        group_by=["backbone"], cols=1,
+        y_titles={"SVE, ID test features": "SVE", "ID LP accuracy (%)": "accuracy (%)"},
         title="Figure 3.4: singular value entropy and ID accuracy vs pre-training noise",
         caption=plots.caption(scale=result.scale,
                               data=f"{pipe.scale.upstream} -> {', '.join(id_tasks)}",
@@ -216,9 +218,10 @@ if id_tasks:
 # %%
 if ood_tasks:
     fig5["ood"] = (frozen_metric("lsvr", ood_tasks), lp_accuracy(ood_tasks, "mean"))
-    plots.show(plots.panels_vs_noise(
-        [(fig5["ood"][0], "LSVR, OOD target features"),
-         (fig5["ood"][1], "OOD LP accuracy (%)")],
+    plots.show(plots.noise_panels(
+        {"LSVR, OOD target features": fig5["ood"][0], "OOD LP accuracy (%)": fig5["ood"][1]},
+        group_by=["backbone"], cols=1,
+        y_titles={"LSVR, OOD target features": "LSVR", "OOD LP accuracy (%)": "accuracy (%)"},
         title="Figure 3.5: largest singular value ratio and OOD accuracy vs pre-training noise",
         caption=plots.caption(scale=result.scale,
                               data=f"{pipe.scale.upstream} -> {', '.join(ood_tasks)}",

@@ -208,12 +208,12 @@ plots.show(fig)
 # above zero is a noisy model that transfers better than the clean one.
 
 # %%
-gaps = plots.gap_to_clean(acc, by=("method", "task"))
+gaps = plots.noise_effect(acc, by=("method", "task"))
 fig = plots.gap_bars_figure(
     gaps, title="Figure 8.3: accuracy of each noisy model minus the clean model's",
     y_title="noisy - clean (points)",
-    caption=plots.scale_caption(pipe.scale, acc, extra="error bars: root sum of squares of the "
-                                "two 95% t-interval half-widths"))
+    caption=plots.scale_caption(pipe.scale, acc, extra="error bars: Welch 95% t-interval of the "
+                                "difference (none where a side has 1 run)"))
 plots.show(fig)
 
 # %% [markdown]

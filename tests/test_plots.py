@@ -207,3 +207,242 @@ def test_myst_nb_plugin_draws_json_only_plotly_outputs_with_the_local_plotly_js(
 
     names = {ep.value for ep in entry_points(group="myst_nb.mime_renderers")}
     assert "nml.plots:PlotlyMimeRenderer" in names
+
+
+# --------------------------------------------------------------------------------------------
+# Chapter helpers: tables, effects of noise, multi-panel figures
+# --------------------------------------------------------------------------------------------
+
+def _tuned(cells, *, test_set="test", metric="accuracy", backbone="resnet_micro"):
+    """Tidy tuning rows from {(method, task, noise): [values over tuning seeds]}."""
+    out = []
+    for (method, task, noise), values in cells.items():
+        for seed, v in enumerate(values):
+            out.append({"experiment": "lp", "scale": "tiny", "backbone": backbone,
+                        "noise": noise, "pretrain_seed": 0, "seed": seed, "method": method,
+                        "task": task, "test_set": test_set, "metric": metric, "value": v,
+                        "key": f"{method}-{task}-{noise}-{seed}"})
+    return pd.DataFrame(out)
+
+
+def test_noise_effect_is_welchs_interval_as_scipy_computes_it():
+    from scipy import stats
+
+    noisy, clean = [61.0, 64.0, 66.5, 60.0], [70.0, 71.0, 75.0]
+    df = _rows({("lp", "t", 0.0): clean, ("lp", "t", 0.1): noisy, ("lp", "t", 0.3): [50.0]})
+    eff = plots.noise_effect(df, by=["method", "task"]).set_index("noise")
+    assert list(eff.index) == [0.1, 0.3], "the baseline itself is not a row"
+    ci = stats.ttest_ind(noisy, clean, equal_var=False).confidence_interval(0.95)
+    row = eff.loc[0.1]
+    assert row["diff"] == pytest.approx(np.mean(noisy) - np.mean(clean))
+    assert (row["lo"], row["hi"]) == pytest.approx((ci.low, ci.high), rel=1e-10)
+    assert row["err"] == pytest.approx(row["hi"] - row["diff"])
+    assert (row["n"], row["n_baseline"]) == (4, 3)
+    # One run at 30%: a difference, but no interval.
+    assert eff.loc[0.3, "diff"] == pytest.approx(50.0 - np.mean(clean))
+    assert np.isnan(eff.loc[0.3, "lo"]) and np.isnan(eff.loc[0.3, "err"])
+    assert plots.format_effect(eff.loc[0.3]) == "-22.00 points (no interval: 1 run)"
+    assert plots.format_effect(eff.loc[0.1]) == (
+        f"{row['diff']:+.2f} points (95% CI {ci.low:+.2f} to {ci.high:+.2f})")
+
+
+def test_noise_effect_needs_the_clean_model():
+    with pytest.raises(NMLError, match="no run at noise 0.0"):
+        plots.noise_effect(_rows({("lp", "t", 0.1): [1.0, 2.0]}), by=["method"])
+    with pytest.raises(NMLError, match="lacks column"):
+        plots.noise_effect(_rows(CELLS), by=["fraction"])
+
+
+def test_gap_bars_heights_are_the_differences_and_missing_intervals_draw_no_bar():
+    df = _rows({("lp", "a", 0.0): [70.0, 72.0], ("lp", "a", 0.1): [60.0, 66.0],
+                ("ft", "a", 0.0): [80.0, 80.0, 80.0], ("ft", "a", 0.1): [78.0],
+                ("lp", "b", 0.0): [50.0, 52.0], ("lp", "b", 0.1): [55.0, 57.0]})
+    gaps = plots.noise_effect(df, by=["method", "task"])
+    fig = plots.gap_bars_figure(gaps, x="method", panel_by="task", caption="cap")
+    assert len(fig.data) == 2, "one bar trace per (noise level, panel)"
+    panel_a, panel_b = fig.data
+    assert list(panel_a.x) == ["LP", "FT"], "methods in the book's order, readable names"
+    np.testing.assert_allclose(panel_a.y, [63.0 - 71.0, 78.0 - 80.0])
+    assert list(panel_a.text) == ["-8.0", "-2.0"]
+    lp_err = gaps.set_index(["method", "task"]).loc[("lp", "a"), "err"]
+    np.testing.assert_allclose(panel_a.error_y.array, [lp_err, 0.0])
+    assert panel_a.customdata[1][0] == "no interval (1 run)"
+    assert list(panel_b.x) == ["LP", "FT"] and panel_b.y[1] is None  # no FT run on task b
+    assert panel_b.y[0] == pytest.approx(5.0)
+    with pytest.raises(NMLError, match="lacks column"):
+        plots.gap_bars_figure(gaps.rename(columns={"diff": "gap"}))
+
+
+def test_mean_ci_table_cells_by_hand():
+    table = plots.mean_ci_table(_rows(CELLS), "method", "noise", digits=3)
+    assert list(table.columns) == ["noise 0%", "noise 10%", "noise 30%"]
+    assert table.columns.name == "noise"
+    half = 4.302652729911275 * 0.02 / math.sqrt(3)
+    assert table.loc["lp", "noise 0%"] == f"0.720 ± {half:.3f}"
+    assert table.loc["lp", "noise 30%"] == "0.500 (1 seed)"
+    assert table.loc["mlp", "noise 0%"] == "0.800 ± 0.000"
+    fractions = _rows(CELLS).assign(fraction=0.25)
+    assert list(plots.mean_ci_table(fractions, "fraction", "method").index) == [
+        "25% of the data"]
+
+
+def test_mean_over_keeps_runs_apart_and_labels_the_average():
+    df = _tuned({("lp", "synthetic_id", 0.0): [60.0, 70.0], ("lp", "cifar10", 0.0): [80.0, 90.0]})
+    out = plots.mean_over(df, "task")
+    assert len(out) == 2, "one row per tuning seed: the seed spread survives"
+    np.testing.assert_allclose(out.sort_values("seed")["value"], [70.0, 80.0])
+    assert set(out["task"]) == {"mean"} and "key" not in out.columns
+    assert set(out.columns) == {"backbone", "method", "metric", "noise", "pretrain_seed",
+                                "scale", "seed", "test_set", "value", "task"}
+    twice = plots.mean_over(plots.mean_over(df, "seed"), "task")
+    assert len(twice) == 1 and twice.loc[0, "value"] == pytest.approx(75.0)
+    joined = plots.mean_over(df.assign(kind="ID"), "task", label=None)
+    assert set(joined["task"]) == {"cifar10 + synthetic_id"} and set(joined["kind"]) == {"ID"}
+    with pytest.raises(NMLError, match="lacks column"):
+        plots.mean_over(df, "fraction")
+
+
+def test_average_by_kind_uses_the_headline_test_set_of_each_kind():
+    id_rows = _tuned({("lp", "synthetic_id", 0.0): [60.0], ("lp", "cifar10", 0.0): [80.0]})
+    ood = _tuned({("lp", "synthetic_ood_photo", 0.0): [40.0]}, test_set="mean")
+    target = _tuned({("lp", "synthetic_ood_photo", 0.0): [10.0]}, test_set="sketch")
+    out = plots.average_by_kind(pd.concat([id_rows, ood, target], ignore_index=True))
+    out = out.set_index("kind")
+    assert out.loc["ID", "value"] == pytest.approx(70.0)
+    assert out.loc["ID", "task"] == "cifar10 + synthetic_id"
+    assert out.loc["OOD", "value"] == pytest.approx(40.0), "the per-target row is not averaged"
+    with pytest.raises(NMLError, match="no ID 'test' or OOD 'mean' rows"):
+        plots.average_by_kind(target)
+
+
+def test_headline_rows_task_label_and_best_noise():
+    df = pd.concat([_tuned({("lp", "synthetic_id", 0.0): [1.0]}),
+                    _tuned({("lp", "synthetic_id", 0.0): [2.0]}, test_set="train"),
+                    _tuned({("lp", "cifar10c", 0.0): [3.0]}, test_set="mean"),
+                    _tuned({("lp", "cifar10c", 0.0): [4.0]}, test_set="fog@1")])
+    assert sorted(plots.headline_rows(df)["value"]) == [1.0, 3.0]
+    assert plots.task_label("cifar10c") == "cifar10c (OOD)"
+    assert plots.task_label("nonexistent") == "nonexistent (?)"
+    summary = plots.summarize_over_seeds(_rows(CELLS), ["method", "noise"])
+    best = plots.best_noise(summary, by=["method"]).set_index("method")
+    assert best.loc["lp", "best_noise"] == 0.0 and bool(best.loc["lp", "clean_is_best"])
+    assert best.loc["mlp", "best_mean"] == pytest.approx(0.8)
+    shifted = summary.assign(mean=np.where(summary["noise"] == 0.1, 0.99, summary["mean"]))
+    best = plots.best_noise(shifted, by=["method"]).set_index("method")
+    assert best.loc["lp", "best_noise"] == 0.1 and not best.loc["lp", "clean_is_best"]
+    assert best.loc["lp", "clean_mean"] == pytest.approx(0.72)
+    with pytest.raises(NMLError, match="lacks column"):
+        plots.best_noise(_rows(CELLS), by=["method"])
+
+
+def test_collapse_corruptions_averages_each_severity_within_a_run():
+    df = _tuned({("lp", "cifar10c", 0.0): [10.0, 20.0]}, test_set="fog@1")
+    df = pd.concat([df, _tuned({("lp", "cifar10c", 0.0): [30.0, 40.0]}, test_set="snow@1"),
+                    _tuned({("lp", "cifar10c", 0.0): [1.0, 2.0]}, test_set="fog@5"),
+                    _tuned({("lp", "cifar10c", 0.0): [7.0, 8.0]}, test_set="mean")],
+                   ignore_index=True)
+    out = plots.collapse_corruptions(df)
+    assert len(out) == 6, "two seeds x (severity 1, severity 5, mean)"
+    sev1 = out[out["test_set"] == "corrupted @ 1"].sort_values("seed")
+    np.testing.assert_allclose(sev1["value"], [20.0, 30.0])
+    np.testing.assert_allclose(
+        out[out["test_set"] == "corrupted @ 5"].sort_values("seed")["value"], [1.0, 2.0])
+    np.testing.assert_allclose(out[out["test_set"] == "mean"]["value"], [7.0, 8.0])
+    clean = df[df["test_set"] == "mean"]
+    pd.testing.assert_frame_equal(plots.collapse_corruptions(clean), clean)
+
+
+def test_metric_correlations_match_numpy_and_scipy():
+    from scipy import stats
+
+    noise = [0.0, 0.05, 0.1, 0.3]
+    sve = [5.0, 4.6, 4.9, 3.0]
+    acc = [70.0, 69.0, 71.0, 60.0]
+    x = pd.DataFrame([{"backbone": "b", "noise": n, "seed": s, "value": v + 0.1 * s}
+                      for n, v in zip(noise, sve) for s in (-1, 1)])
+    y = pd.DataFrame([{"backbone": "b", "noise": n, "seed": 0, "value": v}
+                      for n, v in zip(noise, acc)])
+    out = plots.metric_correlations(x, y, by=["backbone"], x_name="SVE", y_name="acc")
+    assert len(out) == 1 and out.loc[0, "n"] == 4 and out.loc[0, "pair"] == "SVE vs acc"
+    assert out.loc[0, "pearson_r"] == pytest.approx(np.corrcoef(sve, acc)[0, 1])
+    assert out.loc[0, "spearman_rho"] == pytest.approx(stats.spearmanr(sve, acc)[0])
+    short = plots.metric_correlations(x[x["noise"] < 0.1], y)
+    assert short.loc[0, "n"] == 2 and np.isnan(short.loc[0, "pearson_r"])
+
+
+def test_noise_panels_grid_colours_and_legend_once_per_group():
+    a = _rows(CELLS)
+    b = _rows({k: v for k, v in CELLS.items() if k[0] == "mlp"})
+    fig = plots.noise_panels({"ID": a, "OOD": b}, y_titles={"ID": "acc"}, caption="cap")
+    assert [t.name for t in fig.data] == ["LP", "MLP tuning", "MLP tuning"]
+    assert [t.showlegend for t in fig.data] == [True, True, False]
+    assert fig.data[1].line.color == fig.data[2].line.color, "one colour per method throughout"
+    assert fig.data[2].xaxis == "x2"
+    np.testing.assert_allclose(fig.data[0].y, [0.72, 0.63, 0.50])
+    assert fig.layout.yaxis.title.text == "acc"
+    assert "95% t-interval" in fig.layout.annotations[-1].text
+    # Stacked (cols=1): one shared x axis, its title on the bottom panel only.
+    stacked = plots.noise_panels({"SVE": a, "accuracy": a}, group_by=["backbone"], cols=1)
+    assert [t.name for t in stacked.data] == ["micro ResNet", "micro ResNet"]
+    assert stacked.layout.xaxis2.title.text == "pre-training label noise (%)"
+    assert not stacked.layout.xaxis.title.text
+    with pytest.raises(NMLError, match="non-empty mapping"):
+        plots.noise_panels([(a, "acc")])
+    with pytest.raises(NMLError, match="lacks column"):
+        plots.noise_panels({"p": a.drop(columns="method")})
+
+
+def test_label_noise_panels_is_noise_panels_over_downstream_noise():
+    df = pd.DataFrame([{"noise": g, "label_noise": eta, "pretrain_seed": 0, "seed": s,
+                        "value": 80 - 50 * eta - 10 * g + s}
+                       for g in (0.0, 0.1) for eta in (0.0, 0.4) for s in range(2)])
+    fig = plots.label_noise_panels({"LP": df}, y_title="acc (%)")
+    assert [t.name for t in fig.data] == ["pre-training noise 0%", "pre-training noise 10%"]
+    np.testing.assert_allclose(fig.data[0].x, [0.0, 40.0])
+    np.testing.assert_allclose(fig.data[1].y, [80 - 1 + 0.5, 80 - 20 - 1 + 0.5])
+    assert fig.layout.xaxis.title.text == "downstream label noise η (%)"
+    assert fig.layout.title.text == "acc (%) vs downstream label noise"
+
+
+def test_seeds_text_and_scale_caption_state_the_runs():
+    from nml.experiments import SCALES
+
+    df = pd.concat([_tuned({("lp", "synthetic_id", 0.0): [1.0, 2.0, 3.0]}),
+                    _tuned({("ft", "synthetic_id", 0.0): [1.0]})], ignore_index=True)
+    assert plots.seeds_text(df) == "LP 3 seeds (1 pre-training x 3 tuning); FT 1 seed: no spread"
+    assert plots.seeds_text(df[df["method"] == "lp"]) == "3 seeds (1 pre-training x 3 tuning)"
+    tiny = SCALES["tiny"]
+    text = plots.scale_caption(tiny, df, extra="λ = 0.01")
+    assert text.startswith(plots.SCALE_LABELS["tiny"])
+    assert "data: synthetic_upstream -> synthetic_id (ID)" in text
+    assert "model: micro ResNet" in text
+    assert f"pre-training {tiny.pretrain_epochs}, LP / MLP / NMTune {tiny.tune_epochs}" in text
+    assert f"LoRA / FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")
+    with pytest.raises(NMLError, match="lacks column"):
+        plots.scale_caption(tiny, df.drop(columns="backbone"))
+
+
+def test_pick_spectra_by_field_lowest_seed_first():
+    spectra = {("nmtune", "b", 0.1, 0, 1, "t", "test", 0.01): np.array([3.0]),
+               ("nmtune", "b", 0.1, 0, 0, "t", "test", 0.01): np.array([2.0]),
+               ("nmtune", "b", 0.0, 0, 0, "t", "test", 0.01): np.array([1.0]),
+               ("lp", "b", 0.0, 0, 0, "t", "test", None): np.array([9.0])}
+    out = plots.pick_spectra(spectra, by="noise", method="nmtune", lam=0.01)
+    assert list(out) == [0.0, 0.1]
+    assert out[0.1][0] == 2.0, "the lowest seeds win"
+    with pytest.raises(NMLError, match="unknown field"):
+        plots.pick_spectra(spectra, by="depth")
+    with pytest.raises(NMLError, match="no spectrum matches"):
+        plots.pick_spectra(spectra, by="noise", method="ft")
+
+
+def test_every_public_name_is_exported():
+    import inspect
+
+    defined = {n for n, v in vars(plots).items() if not n.startswith("_")
+               and (inspect.isfunction(v) or inspect.isclass(v))
+               and getattr(v, "__module__", "") == "nml.plots"}
+    assert defined <= set(plots.__all__)
+    assert all(hasattr(plots, n) for n in plots.__all__)
+    for name in defined:
+        assert "Used by" in (getattr(plots, name).__doc__ or ""), name
