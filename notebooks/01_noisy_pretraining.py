@@ -35,7 +35,7 @@
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
 # One more pre-training noise ratio to include (a fraction in [0, 1)); it joins the scale's own
-# levels (0, 5, 10, 20, 30 % at the cpu and cifar scales) if it is not already one of them.
+# levels (0, 10, 30 % at the tiny and cpu scales; 0, 5, 10, 20, 30 % at cifar) unless already one.
 noise = 0.1
 # None: every backbone of the scale; or one name, e.g. "resnet18_cifar".
 backbone = None

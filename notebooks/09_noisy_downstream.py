@@ -45,7 +45,7 @@
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
 # One more pre-training noise ratio γ to include (a fraction in [0, 1)); it joins the scale's
-# own levels (0, 10, 30 % at the tiny scale; 0, 5, 10, 20, 30 % at the cpu and cifar scales).
+# own levels (0, 10, 30 % at the tiny and cpu scales; 0, 5, 10, 20, 30 % at the cifar scale).
 noise = 0.1
 # NMTune weight λ (paper: 0.01 for every experiment).
 lam = 0.01
