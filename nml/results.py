@@ -140,6 +140,15 @@ class Unit:
     replayed: bool = False
 
 
+def _secondary_rank() -> bool:
+    """True in a data-parallel process other than rank 0 (torch.distributed initialised)."""
+    try:
+        import torch.distributed as dist
+    except Exception:
+        return False
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
 def _config_payload(config: Config | dict) -> dict:
     if isinstance(config, Config):
         return {"config_class": type(config).__name__, **config.to_dict()}
@@ -248,6 +257,10 @@ class ResultStore:
         output = compute()
         if not isinstance(output, UnitOutput):
             raise NMLError(f"compute for {experiment!r} must return a UnitOutput")
+        if _secondary_rank():
+            # Under torchrun every rank computes the same unit; rank 0 alone writes it.
+            return Unit(experiment, self.key(experiment, config), _config_payload(config),
+                        pd.DataFrame(output.rows), dict(output.arrays), {}, dict(output.info))
         return self.put(experiment, config, output, seconds=time.perf_counter() - start)
 
     # -- the index ------------------------------------------------------------------------

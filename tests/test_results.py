@@ -123,3 +123,10 @@ def test_incremental_index_equals_a_full_rebuild(tmp_path):
     rebuilt = store.refresh_index()
     pd.testing.assert_frame_equal(incremental, pd.read_csv(tmp_path / "index.csv"))
     assert len(rebuilt) == 9 and 99.0 in set(incremental["value"]) and 2.0 not in set(incremental["value"])
+
+
+def test_only_rank_zero_writes_under_data_parallel(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_mod, "_secondary_rank", lambda: True)
+    unit = ResultStore(tmp_path).run("x", {"a": 1}, lambda: UnitOutput([_row(1.0)]))
+    assert unit.rows["value"].tolist() == [1.0]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "index.csv").exists()
