@@ -225,8 +225,11 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
                   **common)] if vit else []),
         "06_nmtune": [Grid(("lp", "mlp", "nmtune"), backbones=backbones,
                            tune_overrides=lam, **common),
+                      # The lambda explorer: the ID task and the first OOD task (each more
+                      # OOD task multiplies the sweep's cost by its number of target sets).
                       Grid(("nmtune",), backbones=backbones[:1],
-                           noise_levels=levels_with((0.0,), params.noise), tasks=tasks,
+                           noise_levels=levels_with((0.0,), params.noise),
+                           tasks=tasks if params.task else scale.id_tasks + scale.ood_tasks[:1],
                            tune_seeds=scale.tune_seeds[:1], lambdas=scale.lambdas)],
         # Paper 7.3: noise only among the upstream classes related to the ID task's (built
         # only when asked: the subset is computed from the scale's upstream data).
