@@ -56,12 +56,13 @@ EXPERIMENT_OF = {"pretrain": "pretrain", "frozen": "spectrum", "lp": "linear_pro
 PAPER_NOISE = (0.0, 0.05, 0.1, 0.2, 0.3)
 #: Scales in the order the page shows them (best first).
 SCALE_ORDER = ("cifar", "cpu", "tiny")
-SCALE_LABELS = {
-    "cifar": "CIFAR scale (GPU): CIFAR-100 pre-training, ResNet-18 / small ViT, 30 epochs",
-    "cpu": ("reduced CPU scale: CIFAR-100 pre-training at 32 px, quarter-width ResNet-18, "
-            "6 epochs, 1 pre-training seed"),
-    "tiny": "tiny scale: embedded synthetic data (16 px), micro backbones, CPU minutes",
-}
+def _scale_labels() -> dict[str, str]:
+    """Each scale's description, from its one home (:data:`nml.experiments.SCALES`)."""
+    from .experiments import SCALES
+    return {name: scale.description for name, scale in SCALES.items()}
+
+
+SCALE_LABELS = _scale_labels()
 
 VERDICTS = ("reproduced", "partly", "not reproduced at this scale", "not run")
 
