@@ -182,7 +182,7 @@ for bb in sorted(avg["backbone"].unique()):
                    f"{gk.loc['lora_nmtune', 'err']:.1f}" if "lora_nmtune" in gk.index else "")
                 + " points. " + ("LoRA's gap is smaller than LP's, as the paper reports"
                                  if smaller else "LoRA's gap is **not** smaller than LP's here")
-                + (" (LoRA's is within its seed spread)."
+                + (" (LoRA's 95 % interval includes zero: no gap can be told from seed noise)."
                    if abs(gk.loc["lora", "diff"]) <= gk.loc["lora", "err"] else "."))
     for kind in ("ID", "OOD"):
         diffs = [cell(bb, kind, "lora_nmtune", nz)["mean"] - cell(bb, kind, "lora", nz)["mean"]
