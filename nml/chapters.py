@@ -112,7 +112,10 @@ def levels_with(levels, extra: float | None) -> tuple[float, ...]:
 
 CHAPTERS = ("01_noisy_pretraining", "02_linear_probe", "03_feature_spectrum", "04_lora",
             "05_full_finetune", "06_nmtune", "08_asymmetric_noise",
-            "09_noisy_downstream", "11_ablations")
+            "09_noisy_downstream", "11_ablations", "clip")
+"""Every named set of grids: the chapters' own, plus ``clip``, the CLIP pre-training study
+(paper 4.2) whose sections sit in chapters 01, 03 and 06 and resolve ``scale="auto"`` on their
+own (a chapter's supervised figures keep their scale when the CLIP runs exist at another)."""
 
 
 #: Pre-training noise ratios of the asymmetric-noise chapter (paper 7.3: {0, 2.5, 5, 10}%),
@@ -262,6 +265,12 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
             Grid(("nmtune",), backbones=backbones[:1], tasks=tasks,
                  noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
                  lambdas=scale.lambdas)],
+        # Paper 4.2: CLIP pre-training with swapped captions; zero-shot accuracy, then the same
+        # spectrum / LP / MLP / NMTune analysis on the image features (experiment "clip").
+        "clip": [Grid(("pretrain",), backbones=(scale.clip_backbone,),
+                      noise_levels=scale.clip_noise_levels),
+                 Grid(("frozen", "lp", "mlp", "nmtune"), backbones=(scale.clip_backbone,),
+                      noise_levels=scale.clip_noise_levels, tasks=tasks, tune_overrides=lam)],
     }
     if chapter not in grids:
         raise ConfigError(f"unknown chapter {chapter!r}; choose one of {CHAPTERS}")

@@ -886,6 +886,31 @@ def _render(protos: list[dict], labels: torch.Tensor, size_px: int, domain: str,
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+_COLOUR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan")  # the _PALETTE rows, in order
+_NUMBER_WORDS = {2: "two ", 3: "three "}
+
+
+def synthetic_class_descriptions(name: str) -> list[str]:
+    """What each class of a synthetic dataset shows, in words: its parts, e.g. "two red rings
+    and blue cross" (label ``k`` is item ``k``). The captions of CLIP pre-training at the tiny
+    scale, where the synthetic classes have no other names.
+
+    Used by chapter 01_noisy_pretraining (CLIP at the tiny scale).
+    """
+    if name not in _SYNTHETIC_SIZES:
+        raise DataError(f"synthetic dataset {name!r} is unknown; use one of {', '.join(_SYNTHETIC_SIZES)}")
+    out = []
+    for proto in _world()[name]:
+        counts: dict[tuple[str, str], int] = {}
+        for s, c in zip(proto["shape"].tolist(), proto["colour"].tolist()):
+            key = (_COLOUR_NAMES[c], _SHAPES[s])
+            counts[key] = counts.get(key, 0) + 1
+        parts = [f"{_NUMBER_WORDS.get(n, '')}{colour} {shape if n == 1 else shape + ('es' if shape.endswith('s') else 's')}"
+                 for (colour, shape), n in sorted(counts.items())]
+        out.append(parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1])
+    return out
+
+
 def synthetic_version() -> str:
     """Identifier of the synthetic data (``"synthetic-v<SYNTHETIC_VERSION>-seed<world seed>"``): record
     it as the data checksum of results and key caches of the ``tiny`` scale on it.

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .clip import is_clip_backbone
 from .errors import ConfigError
 from .results import ResultStore, Unit, UnitOutput, default_cache_root
 
@@ -60,6 +61,9 @@ class Scale:
     cifar10c_severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # corruption severities tested
     test_limit: int | None = None    # seeded cap on images per test set (CPU cost)
     lambdas: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+    clip_backbone: str = "clip_vit_micro"   # CLIP model of this scale (nml.clip)
+    clip_noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)  # caption-swap ratios (paper 4.2)
+    clip_overrides: tuple[tuple[str, object], ...] = ()  # PretrainConfig fields for CLIP runs
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -75,7 +79,9 @@ SCALES: dict[str, Scale] = {
         noise_levels=(0.0, 0.1, 0.3), pretrain_seeds=(0,), tune_seeds=(0, 1, 2),
         id_tasks=("synthetic_id",), ood_tasks=("synthetic_ood_photo",),
         pretrain_epochs=6, tune_epochs=10, whitebox_epochs=10, whitebox_train_limit=1000,
-        whitebox_batch_size=64, fractions=(0.25, 1.0)),
+        whitebox_batch_size=64, fractions=(0.25, 1.0),
+        # Contrastive learning from 4,000 pairs needs more passes than the supervised 6 epochs.
+        clip_overrides=(("epochs", 20),)),
     "cpu": Scale(
         name="cpu",
         description=("reduced CPU scale: CIFAR-100 pre-training on half its training set "
@@ -88,7 +94,8 @@ SCALES: dict[str, Scale] = {
         id_tasks=("cifar10",), ood_tasks=("pacs_photo", "cifar10c"),
         pretrain_epochs=6, pretrain_overrides=(("train_fraction", 0.5),),
         tune_epochs=10, whitebox_epochs=3, whitebox_train_limit=5000,
-        whitebox_batch_size=64, whitebox_seeds=(0,), cifar10c_severities=(5,), test_limit=3000),
+        whitebox_batch_size=64, whitebox_seeds=(0,), cifar10c_severities=(5,), test_limit=3000,
+        clip_backbone="clip_vit_narrow", clip_noise_levels=(0.0, 0.1, 0.3)),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "
@@ -97,7 +104,7 @@ SCALES: dict[str, Scale] = {
         backbones=("resnet18_cifar", "vit_small_cifar"),
         noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0, 1, 2), tune_seeds=(0, 1, 2),
         id_tasks=("cifar10", "caltech101"), ood_tasks=("pacs_photo", "pacs_sketch", "cifar10c"),
-        pretrain_epochs=30),
+        pretrain_epochs=30, clip_backbone="clip_vit_small"),
 }
 
 
@@ -146,6 +153,8 @@ class Pipeline:
                       noise=noise, seed=seed, epochs=self.scale.pretrain_epochs,
                       image_size=self.scale.image_size)
         values.update(dict(self.scale.pretrain_overrides))
+        if is_clip_backbone(backbone):
+            values.update(dict(self.scale.clip_overrides))
         values.update(overrides)
         return PretrainConfig.from_dict(values)
 
@@ -174,17 +183,26 @@ class Pipeline:
         return self._backbones[key]
 
     def pretrain(self, pcfg) -> Unit:
-        """Pre-train one model (or replay its stored result): clean test accuracy, noise rate."""
+        """Pre-train one model (or replay its stored result): clean test accuracy, noise rate.
+
+        CLIP models (:mod:`nml.clip`) report ``zero_shot_accuracy``, the swapped-caption rate
+        as ``train_noise_rate`` and ``caption_mismatch_rate``; their units (and every unit of
+        their features) are stored under experiment ``clip``.
+        """
+        clip = is_clip_backbone(pcfg.backbone)
+
         def compute() -> UnitOutput:
             result = self._train(pcfg)
             base = {**self._labels(pcfg), "seed": pcfg.seed, "method": "pretrain",
                     "task": pcfg.dataset, "test_set": "test"}
-            rows = [{**base, "metric": "accuracy", "value": float(result.test_accuracy)},
+            rows = [{**base, "metric": "zero_shot_accuracy" if clip else "accuracy",
+                     "value": float(result.test_accuracy)},
                     {**base, "metric": "train_noise_rate",
                      "value": float(result.train_noise_rate)}]
+            rows += [{**base, "metric": k, "value": float(v)} for k, v in result.extra.items()]
             return UnitOutput(rows=rows, info={"history": result.history},
                               device=str(self.device), data_checksum=self._checksum(pcfg.dataset))
-        return self._run("pretrain", pcfg, compute)
+        return self._run("clip" if clip else "pretrain", pcfg, compute)
 
     def backbone(self, pcfg):
         """The pre-trained backbone (trained now, or resumed from its checkpoints)."""
@@ -290,13 +308,15 @@ class Pipeline:
                           "value": largest_singular_value_ratio(s)}]
             return UnitOutput(rows=rows, arrays=arrays, device=str(self.device),
                               data_checksum=self._checksum(pcfg.dataset, _task_dataset(task_name)))
-        return self._run("spectrum", {"pretrain": pcfg.to_dict(), **self._task_key(task_name)},
-                         compute)
+        return self._run("clip" if is_clip_backbone(pcfg.backbone) else "spectrum",
+                         {"pretrain": pcfg.to_dict(), **self._task_key(task_name)}, compute)
 
     # -- tuning ---------------------------------------------------------------------------
     def tune(self, pcfg, task_name: str, tcfg, *, experiment: str | None = None) -> Unit:
         """One downstream tuning run (black-box on cached features, white-box on the model)."""
         from .tune import BLACKBOX_METHODS, tune_backbone, tune_on_features
+        if is_clip_backbone(pcfg.backbone):
+            experiment = "clip"
         experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
                                     "lora": "lora", "lora_nmtune": "lora",
                                     "ft": "finetune"}[tcfg.method]

@@ -20,6 +20,9 @@ The architectures (all built from timm / open_clip classes, no hand-written laye
 ``vit_micro``               patch 4, embed 64, depth 2, 2 heads, MLP ratio 4 (D = 64); tiny scale.
 ``openclip:<model>``        the image tower of an open_clip model (``open_clip.list_models()``);
                             D = the tower's output (embedding) dimension.
+``clip_vit_micro`` / ...    whole small open_clip CLIP models (image and text tower), built from
+                            the open_clip configs in ``nml/clip_configs`` and pre-trained on
+                            image-caption pairs by :mod:`nml.clip`; D = the joint embedding.
 ==========================  ======================================================================
 
 The ViTs pool by averaging the patch tokens (timm ``global_pool="avg"``, no class token,
@@ -39,6 +42,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .clip import CLIP_BACKBONES
 from .errors import ConfigError
 
 __all__ = ["Backbone", "BACKBONES", "build_backbone", "lora_wrap", "lora_target_ranks"]
@@ -55,7 +59,8 @@ _VITS: dict[str, dict] = {
     "vit_micro": dict(patch_size=4, embed_dim=64, depth=2, num_heads=2, mlp_ratio=4.0),
 }
 OPENCLIP_PREFIX = "openclip:"
-BACKBONES: tuple[str, ...] = (*_RESNETS, *_VITS, OPENCLIP_PREFIX + "<model>")
+_CLIPS = tuple(CLIP_BACKBONES)   # whole CLIP models, pre-trained by nml.clip
+BACKBONES: tuple[str, ...] = (*_RESNETS, *_VITS, *_CLIPS, OPENCLIP_PREFIX + "<model>")
 
 
 class Backbone(nn.Module):
@@ -178,6 +183,12 @@ def build_backbone(name: str, num_classes: int, *, image_size: int = 32,
             name[len(OPENCLIP_PREFIX):], image_size, pretrained)
         return Backbone(visual, dim, num_classes, name=name, family="openclip",
                         mlp_linear_names=mlp_names, input_mean=mean, input_std=std)
+    if name in _CLIPS:
+        from .clip import build_clip_backbone
+        if pretrained:
+            raise ConfigError(f"backbone {name!r} has no published weights; pre-train it with "
+                              f"nml.pretrain.pretrain (pass pretrained=False)")
+        return build_clip_backbone(name, image_size)
     if name not in _RESNETS and name not in _VITS:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} "
                           f"(for open_clip: 'openclip:<model>' with <model> from "

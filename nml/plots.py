@@ -748,7 +748,8 @@ def metric_correlations(x: pd.DataFrame, y: pd.DataFrame, *, on: Sequence[str] =
 BACKBONE_LABELS = {
     "resnet18_cifar": "ResNet-18 (CIFAR stem)", "resnet18_cifar_narrow": "quarter-width ResNet-18",
     "resnet_micro": "micro ResNet", "vit_small_cifar": "small ViT", "vit_narrow_cifar": "narrow ViT",
-    "vit_micro": "micro ViT",
+    "vit_micro": "micro ViT", "clip_vit_micro": "micro CLIP (ViT)",
+    "clip_vit_narrow": "narrow CLIP (ViT)", "clip_vit_small": "small CLIP (ViT)",
 }
 
 #: Readable tuning-method names for legends and axes.
@@ -849,7 +850,12 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
     data = scale.upstream + (" -> " + ", ".join(task_label(t) for t in tasks) if tasks else "")
     model = ", ".join(BACKBONE_LABELS.get(b, b) for b in sorted(df["backbone"].unique()))
     methods = set(df["method"].unique()) if "method" in df.columns else set()
-    epochs = [f"pre-training {scale.pretrain_epochs}"]
+    backbones = set(df["backbone"].unique())
+    clip_epochs = dict(scale.clip_overrides).get("epochs", scale.pretrain_epochs)
+    if backbones and all(b.startswith("clip_") for b in backbones):
+        epochs = [f"CLIP pre-training {clip_epochs}"]
+    else:
+        epochs = [f"pre-training {scale.pretrain_epochs}"]
     if methods - set(_WHITEBOX) - {"pretrain", "frozen"}:
         epochs.append(f"LP / MLP / NMTune {scale.tune_epochs}")
     if methods & set(_WHITEBOX):

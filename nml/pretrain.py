@@ -110,9 +110,13 @@ def default_optimizer(cfg: PretrainConfig) -> tuple[str, float, float]:
     ResNets: SGD, momentum 0.9, Nesterov, lr 0.1 per 128 images of batch (linear scaling) and
     weight decay 5e-4, the standard CIFAR ResNet recipe. ViTs (and open_clip towers): AdamW,
     lr 1e-3, weight decay 0.05, because transformers trained from scratch with plain SGD
-    converge far more slowly. Used by chapter 01_noisy_pretraining.
+    converge far more slowly. CLIP models (``clip_*``): AdamW, lr 1e-3, weight decay 0.1, the
+    paper's CLIP ResNet-50 setting (journal version, Sec. 4.1). Used by chapter 01_noisy_pretraining.
     """
     family = "resnet" if cfg.backbone.startswith("resnet") else "vit"
+    if cfg.backbone.startswith("clip_") and cfg.optimizer in ("auto", "adamw"):
+        return ("adamw", 1e-3 if cfg.lr is None else cfg.lr,
+                0.1 if cfg.weight_decay is None else cfg.weight_decay)
     name = cfg.optimizer if cfg.optimizer != "auto" else ("sgd" if family == "resnet" else "adamw")
     if name == "sgd":
         lr = 0.1 * cfg.batch_size / 128 if cfg.lr is None else cfg.lr
@@ -152,6 +156,7 @@ class PretrainResult:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     checkpoint: str | None = None
+    extra: dict = field(default_factory=dict)   # objective-specific measurements (CLIP: caption mismatch)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -377,7 +382,8 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
              checkpoint_dir: str | os.PathLike | None = "checkpoints",
              device: str | torch.device | None = None, progress: bool = True,
              compile: bool = False, stop_after_epoch: int | None = None) -> PretrainResult:
-    """Pre-train ``cfg.backbone`` on ``cfg.dataset`` with ``cfg.noise`` label noise.
+    """Pre-train ``cfg.backbone`` on ``cfg.dataset`` with ``cfg.noise`` label noise (CLIP
+    backbones, ``clip_*``: image-text pre-training with swapped captions, :mod:`nml.clip`).
 
     ``root`` is the data root (see :func:`nml.data.data_root`); ``checkpoint_dir=None`` turns
     checkpoints (and resuming) off; ``device=None`` uses CUDA when visible; ``compile`` wraps
@@ -391,6 +397,11 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
         raise ConfigError(f"pretrain needs a PretrainConfig, got {type(cfg).__name__}")
     if stop_after_epoch is not None and not 1 <= stop_after_epoch <= cfg.epochs:
         raise ConfigError(f"stop_after_epoch must lie in [1, {cfg.epochs}], got {stop_after_epoch}")
+    from .clip import is_clip_backbone
+    if is_clip_backbone(cfg.backbone):
+        from .clip import pretrain_clip
+        return pretrain_clip(cfg, root=root, checkpoint_dir=checkpoint_dir, device=device,
+                             progress=progress, stop_after_epoch=stop_after_epoch)
     from tqdm.auto import tqdm
 
     from .models import build_backbone
