@@ -197,12 +197,12 @@ mismatch = clip_pretrain.metric("caption_mismatch_rate").groupby("noise")["value
 clip_table = plots.mean_ci_table(zero_shot, "noise", "backbone")
 clip_table["captions swapped"] = [f"{v:.4f}" for v in swapped]
 clip_table["captions naming another class"] = [f"{v:.4f}" for v in mismatch]
+clip_caption = plots.scale_caption(clip_pipe.scale, zero_shot)
 display(clip_table.style.set_caption(
     f"Table 1.3: zero-shot accuracy (%) of the CLIP models on the clean upstream test set, and "
-    f"the realised caption noise; {clip_pretrain.description}"))
+    f"the realised caption noise; {clip_caption}"))
 
 # %%
-clip_caption = plots.scale_caption(clip_pipe.scale, zero_shot)
 plots.show(plots.accuracy_vs_noise(
     zero_shot, metric="zero_shot_accuracy", group_by=("backbone",),
     y_title="zero-shot accuracy (%)", title="Figure 1.2: CLIP zero-shot accuracy vs caption noise",

@@ -315,7 +315,7 @@ clip_table = plots.mean_ci_table(
     ["task", "method"], "noise")
 display(clip_table.style.set_caption(
     f"Table 6.3: accuracy (%) on CLIP image features, mean ± 95 % interval over tuning seeds; "
-    f"{clip_results[1].description}"))
+    f"{plots.scale_caption(clip_pipe.scale, clip_acc)}"))
 
 # %%
 clip_means = clip_acc[clip_acc["test_set"].isin(["test", "mean"])].groupby(

@@ -19,7 +19,7 @@ T2 = 4.302652729911275  # t(0.975, 2 degrees of freedom), from a printed t table
 
 def _tune_rows(values: dict, *, method="lp", task="synthetic_id", scale="tiny",
                backbone="resnet_micro", test_sets=("test",), pretrain_seed=0, lam=0.01,
-               experiment=None, metric="accuracy", offsets=None):
+               experiment=None, metric="accuracy", offsets=None, label_noise=0.0, **extra):
     """Rows of tuning units: values = {noise: [value of downstream seed 0, 1, ...]}.
 
     OOD tasks (several test sets) also get the 'mean' row, as nml.experiments writes it;
@@ -32,11 +32,12 @@ def _tune_rows(values: dict, *, method="lp", task="synthetic_id", scale="tiny",
     rows = []
     for noise, seeds in values.items():
         for seed, value in enumerate(seeds):
-            key = f"{experiment}-{method}-{backbone}-{task}-{noise}-{pretrain_seed}-{seed}"
+            key = (f"{experiment}-{method}-{backbone}-{task}-{noise}-{pretrain_seed}-{seed}-"
+                   f"{label_noise}-{'-'.join(map(str, extra.values()))}")
             base = {"experiment": experiment, "scale": scale, "backbone": backbone,
                     "noise": noise, "pretrain_seed": pretrain_seed, "seed": seed,
                     "method": method, "task": task, "metric": metric, "fraction": 1.0,
-                    "lam": lam, "label_noise": 0.0, "key": key}
+                    "lam": lam, "label_noise": label_noise, "key": key, **extra}
             for ts, off in zip(test_sets, offsets):
                 rows.append({**base, "test_set": ts, "value": value + off})
             if len(test_sets) > 1 and method != "frozen":
@@ -209,12 +210,60 @@ def test_pretraining_accuracy_claim():
             rows.append({"experiment": "pretrain", "scale": "tiny", "backbone": "resnet_micro",
                          "noise": noise, "pretrain_seed": p, "seed": p, "method": "pretrain",
                          "task": "synthetic_upstream", "metric": "accuracy", "value": acc,
-                         "test_set": "test", "key": f"k{p}{noise}"})
+                         "test_set": "test", "key": f"k{p}{noise}", "noise_type": "symmetric"})
     row = sc.score(_index(rows), _by_id("T1"), "tiny")
     assert row.headline.n == 2 and row.headline.mean == pytest.approx(6.0)
     half = stats.t.ppf(0.975, 1) * np.std([5.0, 7.0], ddof=1) / math.sqrt(2)
     assert row.headline.lo == pytest.approx(6.0 - half)
     assert row.verdict == "partly"   # n=2: the interval is wide and includes 0
+    # Without the noise_type column (a bare index.csv) symmetric and asymmetric models of
+    # experiment pretrain cannot be told apart: not run.
+    bare = sc.score(_index(rows).drop(columns="noise_type"), _by_id("T1"), "tiny")
+    assert bare.verdict == "not run" and "noise_type column" in bare.measurement.missing
+
+
+def test_pretraining_accuracy_uses_symmetric_models_only(tmp_path):
+    """Chapter 08 stores asymmetric-noise models in experiment pretrain as well; load_index
+    reads each unit's noise type from its config and T1 keeps the symmetric ones."""
+    from nml.pretrain import PretrainConfig
+    from nml.results import ResultStore, UnitOutput
+    store = ResultStore(tmp_path)
+
+    def put(acc, **cfg):
+        config = PretrainConfig(**cfg).to_dict()
+        row = {"scale": "tiny", "backbone": "resnet_micro", "noise": config["noise"],
+               "pretrain_seed": 0, "seed": 0, "method": "pretrain",
+               "task": "synthetic_upstream", "metric": "accuracy", "value": acc,
+               "test_set": "test"}
+        return store.put("pretrain", config, UnitOutput(rows=[row])).key
+
+    clean = put(30.0, noise=0.0)
+    symmetric = put(28.0, noise=0.1)
+    asymmetric = put(20.0, noise=0.1, noise_type="asymmetric", noise_classes=(1, 2))
+    # A unit config written before noise_type existed: the default, symmetric.
+    config = {k: v for k, v in PretrainConfig(noise=0.0, seed=1).to_dict().items()
+              if k not in ("noise_type", "noise_classes")}
+    old = store.put("pretrain", config, UnitOutput(rows=[{
+        "scale": "tiny", "backbone": "resnet_micro", "noise": 0.0, "pretrain_seed": 1,
+        "seed": 1, "method": "pretrain", "task": "synthetic_upstream", "metric": "accuracy",
+        "value": 31.0, "test_set": "test"}])).key
+    lp = store.put("linear_probe", {"task": "synthetic_id"}, UnitOutput(rows=[{
+        "scale": "tiny", "backbone": "resnet_micro", "noise": 0.1, "pretrain_seed": 0,
+        "seed": 0, "method": "lp", "task": "synthetic_id", "metric": "accuracy",
+        "value": 70.0, "test_set": "test"}])).key
+
+    index = sc.load_index(tmp_path)
+    noise_type = index.set_index("key")["noise_type"]
+    assert noise_type[clean] == noise_type[symmetric] == noise_type[old] == "symmetric"
+    assert noise_type[asymmetric] == "asymmetric"
+    assert pd.isna(noise_type[lp])
+    assert sc.unit_noise_types(tmp_path) == {clean: "symmetric", symmetric: "symmetric",
+                                             asymmetric: "asymmetric", old: "symmetric"}
+    m = sc.measure(index, "T1", "tiny")
+    assert set(m.rows["key"]) == {clean, symmetric, old}   # never the asymmetric model
+    assert m.duplicates == 0
+    # Seed 0 is the only replicate with a 10 % model; mixed in, it would be 30 - 24 = 6.
+    assert m.headline.to_dict() == pytest.approx({0: 30.0 - 28.0})
 
 
 def test_verdict_rule_on_cells():
@@ -236,7 +285,7 @@ def test_markdown_lists_every_claim_and_well_formed_tables():
     for claim in sc.CLAIMS:
         assert f"**{claim.id}** {claim.title}" in text
         assert f"**{claim.id} {claim.title}**" in text
-    for claim, source, _ in sc.NOT_RUN_CLAIMS:
+    for claim, source, _ in sc.NOT_RUN_CLAIMS + sc.NOT_SCORED_CLAIMS:
         assert source in text
     assert "COCO" in text and "not run" in text
     assert "**reproduced**" in text and sc.VERDICT_RULE in text
@@ -279,6 +328,250 @@ def test_committed_page_is_up_to_date():
         pytest.skip("results/index.csv absent")
     page = REPO / "book" / "scorecard.md"
     assert page.exists(), "book/scorecard.md missing: run `python -m nml scorecard`"
-    fresh = sc.render_markdown(pd.read_csv(index_csv))
+    fresh = sc.render_markdown(sc.load_index(REPO / "results"))
     assert page.read_text() == fresh, \
         "book/scorecard.md is out of date with results/index.csv: run `python -m nml scorecard`"
+
+
+# -- the claim families beyond the main experiments ----------------------------------------------
+
+def _pretrain_rows(accs: dict, *, experiment="clip", backbone="clip_vit_micro",
+                   metric="zero_shot_accuracy"):
+    """Pre-training rows: accs = {noise: [value of pre-training seed 0, 1, ...]}."""
+    rows = []
+    for noise, values in accs.items():
+        for p, acc in enumerate(values):
+            for m, v in ((metric, acc), ("train_noise_rate", noise)):
+                rows.append({"experiment": experiment, "scale": "tiny", "backbone": backbone,
+                             "noise": noise, "pretrain_seed": p, "seed": p, "method": "pretrain",
+                             "task": "synthetic_upstream", "metric": m, "value": v,
+                             "test_set": "test", "key": f"{experiment}-{backbone}-{noise}-{p}"})
+    return rows
+
+
+def test_clip_claims_read_the_clip_experiment_only():
+    zs = _pretrain_rows({0.0: [30.0, 31.0, 30.5], 0.05: [29.0, 30.0, 29.0],
+                         0.1: [28.0, 28.0, 28.5], 0.3: [24.0, 25.5, 24.0]})
+    row = sc.score(_index(zs), _by_id("K1"), "tiny")   # 0 % minus 30 %: 6, 5.5, 6.5
+    assert row.headline.mean == pytest.approx(6.0) and row.headline.n == 3
+    assert row.measurement.replicate == "pre-training seed"
+    assert row.verdict == "reproduced"
+    assert set(row.measurement.rows["metric"]) == {"zero_shot_accuracy"}
+    assert sc.score(_index(zs), _by_id("T1"), "tiny").verdict == "not run"  # not supervised
+    rising = _pretrain_rows({0.0: [24.0], 0.3: [30.0]})
+    assert sc.score(_index(rising), _by_id("K1"), "tiny").verdict == \
+        "not reproduced at this scale"
+    # The supervised main runs do not count for CLIP claims, and the CLIP runs not for C claims.
+    clip_lp = _tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [71.5, 72.2, 73.9]},
+                         backbone="clip_vit_micro", experiment="clip")
+    main_lp = _tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [68.0, 69.2, 69.9]})
+    index = _index(clip_lp, main_lp)
+    assert sc.score(index, _by_id("K2"), "tiny").verdict == "reproduced"
+    assert sc.score(index, _by_id("C1"), "tiny").verdict == "not reproduced at this scale"
+    assert set(sc.measure(index, "K2", "tiny").rows["experiment"]) == {"clip"}
+    missing = sc.score(_index(main_lp), _by_id("K6a"), "tiny")
+    assert missing.verdict == "not run"
+    assert missing.measurement.missing == "no rows for nmtune, lp in experiment clip"
+
+
+def test_clip_nmtune_and_spectrum_claims():
+    kw = dict(backbone="clip_vit_micro", experiment="clip", task="synthetic_ood_photo",
+              test_sets=OOD_SETS)
+    lp = _tune_rows({0.0: [50.0, 51.0, 52.0], 0.3: [45.0, 46.0, 46.5]}, **kw)
+    nm = _tune_rows({0.0: [53.0, 53.5, 55.0], 0.3: [48.0, 49.0, 49.0]}, method="nmtune", **kw)
+    index = _index(lp, nm)
+    row = sc.score(index, _by_id("K6c"), "tiny")
+    assert row.headline.mean == pytest.approx(np.mean([(3 + 3) / 2, (2.5 + 3) / 2,
+                                                       (3 + 2.5) / 2]))
+    assert row.verdict == "reproduced"
+    assert sc.score(index, _by_id("K3"), "tiny").verdict == "reproduced"   # OOD falls
+    worse = _tune_rows({0.0: [48.0, 49.0, 50.0], 0.3: [43.0, 44.0, 44.0]}, method="nmtune", **kw)
+    assert sc.score(_index(lp, worse), _by_id("K6c"), "tiny").verdict == \
+        "not reproduced at this scale"
+    spectra = _tune_rows({0.0: [2.0], 0.3: [2.3]}, method="frozen", metric="lsvr",
+                         backbone="clip_vit_micro", experiment="clip",
+                         task="synthetic_ood_photo", test_sets=("train", *OOD_SETS))
+    k5 = sc.score(_index(spectra), _by_id("K5"), "tiny")
+    assert k5.headline.mean == pytest.approx(0.3) and k5.verdict == "partly"
+
+
+def _asym(method, values, task="synthetic_id", test_sets=("test",)):
+    """Asymmetric-noise rows: values = {noise: [value of pre-training seed 0, 1, 2]}."""
+    rows = []
+    for p in range(3):
+        rows += _tune_rows({n: [v[p]] for n, v in values.items()}, method=method, task=task,
+                           test_sets=test_sets, pretrain_seed=p, experiment="asymmetric")
+    return rows
+
+
+def test_asymmetric_claims_use_their_noise_grid_and_slight_levels():
+    # 2.5 % helps (+2, +1.5, +2.5 per pre-training seed); 10 % "helps" more but is not slight.
+    lp = _asym("lp", {0.0: [70.0, 71.0, 72.0], 0.025: [72.0, 72.5, 74.5],
+                      0.05: [70.0, 71.0, 72.5], 0.1: [80.0, 80.0, 80.0]})
+    row = sc.score(_index(lp), _by_id("A1"), "tiny")
+    assert row.measurement.replicate == "pre-training seed"
+    assert row.headline.mean == pytest.approx(2.0) and row.verdict == "reproduced"
+    assert 0.025 in set(row.measurement.rows["noise"])      # not a PAPER_NOISE level
+    hurt = _asym("lp", {0.0: [70.0, 71.0, 72.0], 0.025: [69.0, 70.5, 70.0],
+                        0.05: [68.0, 69.0, 71.0], 0.1: [65.0, 66.0, 67.0]})
+    assert sc.score(_index(hurt), _by_id("A1"), "tiny").verdict == \
+        "not reproduced at this scale"
+    # The main C1 claim never sees asymmetric rows.
+    assert sc.score(_index(lp), _by_id("C1"), "tiny").verdict == "not run"
+    ood = _asym("lp", {0.0: [50.0, 51.0, 52.0], 0.05: [49.0, 50.0, 50.0],
+                       0.1: [46.0, 47.5, 47.0]}, task="synthetic_ood_photo",
+                test_sets=OOD_SETS)
+    a2 = sc.score(_index(ood), _by_id("A2"), "tiny")
+    assert a2.headline.mean == pytest.approx(np.mean([4.0, 3.5, 5.0]))   # 0 % minus 10 %
+    assert a2.verdict == "reproduced"
+    nm = _asym("nmtune", {0.0: [73.0, 74.0, 74.0], 0.025: [72.0, 73.0, 73.0],
+                          0.05: [71.0, 72.0, 72.0], 0.1: [70.0, 71.0, 70.0]})
+    index = _index(lp, nm)
+    a4 = sc.score(index, _by_id("A4"), "tiny")
+    assert a4.headline.mean == pytest.approx(1.0) and a4.verdict == "reproduced"
+    assert a4.secondary["same under LP"].mean < 0          # under LP 10 % is best
+    assert sc.score(index, _by_id("A3b"), "tiny").verdict == "not run"   # no OOD NMTune rows
+
+
+def _eta_rows(method, by_eta: dict):
+    """Noisy-downstream rows: by_eta = {eta: {noise: [value of downstream seed 0, 1, 2]}}."""
+    return [r for eta, values in by_eta.items()
+            for r in _tune_rows(values, method=method, experiment="noisy_downstream",
+                                label_noise=eta)]
+
+
+def test_noisy_downstream_claims_make_eta_part_of_the_cell():
+    slight_helps = {0.0: [60.0, 61.0, 62.0], 0.1: [62.0, 62.0, 64.0], 0.3: [55.0, 55.0, 55.0]}
+    lp = _eta_rows("lp", {0.0: {0.0: [0.0] * 3, 0.1: [99.0] * 3},   # eta 0: must not enter
+                          0.1: slight_helps, 0.4: slight_helps})
+    row = sc.score(_index(lp), _by_id("N1"), "tiny")
+    assert set(row.cells) == {"resnet_micro / synthetic_id / eta 10 %",
+                              "resnet_micro / synthetic_id / eta 40 %"}
+    assert row.headline.mean == pytest.approx(np.mean([2.0, 1.0, 2.0]))
+    assert row.verdict == "reproduced"
+    assert set(row.measurement.rows["label_noise"]) == {0.1, 0.4}
+    hurts = {0.0: [60.0, 61.0, 62.0], 0.1: [58.0, 59.0, 59.5]}
+    assert sc.score(_index(_eta_rows("lp", {0.2: hurts})), _by_id("N1"), "tiny").verdict == \
+        "not reproduced at this scale"
+    # NMTune beats LP at light eta and falls short at heavy eta: N3 and N4 both hold.
+    lp2 = _eta_rows("lp", {0.1: {0.0: [60.0, 61.0, 62.0]}, 0.5: {0.0: [50.0, 51.0, 52.0]}})
+    nm2 = _eta_rows("nmtune", {0.1: {0.0: [62.0, 63.0, 63.5]}, 0.5: {0.0: [48.0, 49.5, 49.0]}})
+    index = _index(lp2, nm2)
+    n3 = sc.score(index, _by_id("N3"), "tiny")
+    assert list(n3.cells) == ["resnet_micro / synthetic_id / eta 10 %"]
+    assert n3.headline.mean == pytest.approx(np.mean([2.0, 2.0, 1.5]))
+    assert n3.verdict == "reproduced"
+    n4 = sc.score(index, _by_id("N4"), "tiny")
+    assert list(n4.cells) == ["resnet_micro / synthetic_id / eta 50 %"]
+    assert n4.headline.mean == pytest.approx(np.mean([-2.0, -1.5, -3.0]))
+    assert n4.verdict == "reproduced"                       # claimed < 0
+    # Only light eta present: the heavy-eta claim is not run; reversed: not reproduced.
+    light = _index(_eta_rows("lp", {0.1: {0.0: [60.0, 61.0, 62.0]}}),
+                   _eta_rows("nmtune", {0.1: {0.0: [58.0, 59.0, 59.0]}}))
+    assert sc.score(light, _by_id("N4"), "tiny").verdict == "not run"
+    assert sc.score(light, _by_id("N3"), "tiny").verdict == "not reproduced at this scale"
+    # The clean-downstream claims never see these rows.
+    assert sc.score(index, _by_id("C6a"), "tiny").verdict == "not run"
+
+
+def _practical(method, by_set: dict, noise=None, *, backbone="all-MiniLM-L6-v2"):
+    """Practical-model rows as nml.practical writes them (scale cpu): task sst2, test sets
+    test / dev (ID) and imdb (OOD), no 'mean' row, noise and pretrain_seed unknown (None).
+    by_set = {test_set: [value of tuning seed 0, 1, 2]}."""
+    rows = []
+    for test_set, values in by_set.items():
+        for seed, value in enumerate(values):
+            rows.append({"experiment": "practical", "scale": "cpu", "backbone": backbone,
+                         "noise": noise, "pretrain_seed": None, "seed": seed, "method": method,
+                         "task": "sst2", "metric": "accuracy", "value": value, "fraction": 1.0,
+                         "lam": 0.01, "label_noise": 0.0, "test_set": test_set,
+                         "key": f"practical-{method}-{backbone}-{seed}-{noise}"})
+    return rows
+
+
+@pytest.mark.parametrize("noise", [None, 0.0, -1.0])
+def test_practical_claims_pool_an_unknown_noise(noise):
+    index = _index(
+        _practical("lp", {"test": [80.0, 81.0, 80.5], "dev": [0.0] * 3,
+                          "imdb": [70.0, 71.0, 70.0]}, noise),
+        _practical("nmtune", {"test": [81.0, 82.5, 81.5], "dev": [99.0] * 3,
+                              "imdb": [69.0, 70.5, 69.0]}, noise))
+    p1 = sc.score(index, _by_id("P1"), "cpu")
+    assert p1.headline.mean == pytest.approx(np.mean([1.0, 1.5, 1.0]))   # SST-2 test only
+    assert p1.verdict == "reproduced"
+    assert set(p1.measurement.rows["test_set"]) == {"test"}
+    assert p1.measurement.replicate.startswith("downstream seed")
+    assert list(p1.cells) == ["all-MiniLM-L6-v2 / sst2"]
+    p2 = sc.score(index, _by_id("P2"), "cpu")
+    assert p2.headline.mean == pytest.approx(np.mean([-1.0, -0.5, -1.0]))
+    assert p2.verdict == "not reproduced at this scale"
+    assert set(p2.measurement.rows["test_set"]) == {"imdb"}
+    p3 = sc.score(index, _by_id("P3"), "cpu")
+    assert p3.verdict == "not run" and p3.measurement.missing == \
+        "no rows for mlp in experiment practical"
+
+
+def test_practical_rows_of_different_noise_labels_are_one_level():
+    index = _index(_practical("lp", {"test": [80.0, 81.0, 80.5]}, None),
+                   _practical("nmtune", {"test": [81.0, 82.5, 81.5]}, 0.0))
+    row = sc.score(index, _by_id("P1"), "cpu")
+    assert row.headline.mean == pytest.approx(np.mean([1.0, 1.5, 1.0]))
+    # The same rows never count for the image claims (another experiment).
+    assert sc.score(index, _by_id("C6a"), "cpu").verdict == "not run"
+
+
+def _ablation(variant, values):
+    """Ablation rows of one NMTune variant (variant label as load_index writes it)."""
+    return _tune_rows(values, method="nmtune", experiment="ablation", variant=variant)
+
+
+def test_ablation_claims_compare_variants():
+    paper = _ablation("", {0.0: [70.0, 71.0, 72.0], 0.1: [69.0, 70.0, 70.5]})
+    linear = _ablation("mlp_activation=identity", {0.0: [65.0, 66.0, 66.5],
+                                                   0.1: [64.0, 65.0, 66.0]})
+    no_svd = _ablation("w_svd=0", {0.0: [71.0, 72.0, 72.5], 0.1: [70.0, 71.0, 71.5]})
+    other_lam = _tune_rows({0.0: [0.0] * 3}, method="nmtune", experiment="ablation",
+                           lam=0.3, variant="")
+    index = _index(paper, linear, no_svd, other_lam)
+    b1 = sc.score(index, _by_id("B1"), "tiny")
+    assert b1.headline.mean == pytest.approx(np.mean([(5 + 5) / 2, (5 + 5) / 2,
+                                                      (5.5 + 4.5) / 2]))
+    assert b1.verdict == "reproduced"
+    assert sc.score(index, _by_id("B3"), "tiny").verdict == "not reproduced at this scale"
+    b4 = sc.score(index, _by_id("B4"), "tiny")
+    assert b4.verdict == "not run" and "w_cov=0" in b4.measurement.missing
+    # Without the variant column (a bare index.csv) the arms cannot be told apart: not run.
+    bare = index.drop(columns="variant")
+    row = sc.score(bare, _by_id("B1"), "tiny")
+    assert row.verdict == "not run" and "variant column" in row.measurement.missing
+    assert sc.arm("nmtune", w_svd=0.0) == "nmtune@w_svd=0"
+    assert sc.variant_label({"residual_mlp": True, "mlp_layers": 3}) == \
+        "mlp_layers=3,residual_mlp=true"
+
+
+def test_load_index_reads_the_ablation_variant_from_unit_configs(tmp_path):
+    from nml.results import ResultStore, UnitOutput
+    from nml.tune import TuneConfig
+    store = ResultStore(tmp_path)
+    for knobs in ({}, {"w_svd": 0.0}, {"mlp_activation": "identity", "mlp_layers": 3}):
+        tune = {**TuneConfig(method="nmtune").to_dict(), **knobs}
+        row = {"scale": "tiny", "backbone": "resnet_micro", "noise": 0.0, "pretrain_seed": 0,
+               "seed": 0, "method": "nmtune", "task": "synthetic_id", "metric": "accuracy",
+               "value": 70.0, "test_set": "test"}
+        store.put("ablation", {"task": "synthetic_id", "tune": tune}, UnitOutput(rows=[row]))
+    store.put("linear_probe", {"task": "synthetic_id"},
+              UnitOutput(rows=[{**row, "method": "lp"}]))
+    index = sc.load_index(tmp_path)
+    by_method = index.groupby("experiment")["variant"].apply(lambda v: sorted(v.fillna("?")))
+    assert by_method["ablation"] == ["", "mlp_activation=identity,mlp_layers=3", "w_svd=0"]
+    assert by_method["linear_probe"] == ["?"]
+
+
+def test_every_claim_id_is_unique_and_every_family_is_on_the_page():
+    ids = [c.id for c in sc.CLAIMS]
+    assert len(ids) == len(set(ids))
+    text = sc.render_markdown(_index(_tune_rows({0.0: [70.0], 0.1: [71.0]})))
+    for claims, _ in sc.FAMILIES:
+        assert f"`{claims[0].experiment}`" in text
+    for name in ("clip", "asymmetric", "noisy_downstream", "practical", "ablation"):
+        assert f"`{name}`" in text
