@@ -4,8 +4,8 @@ Every subcommand stores its results in the result store (``--results``, default 
 and prints them as JSON lines. Bad input (an unknown dataset, a noise ratio of 1.5, a config key
 that does not exist) ends with one line naming the problem and exit code 2, not a traceback.
 
-Used by book/rerun.md (rerunning the book's units from a shell) and the benchmarks of
-chapter 10_runtime.
+Used by book/rerun.md (rerunning the book's units from a shell), the text grid of chapter
+07_practical_models (``python -m nml practical``) and the benchmarks of chapter 10_runtime.
 """
 
 from __future__ import annotations
@@ -90,6 +90,26 @@ def _cmd_grid(args) -> None:
                           "rows": sum(len(r.rows) for r in results)}))
 
 
+def _cmd_practical(args) -> None:
+    from .practical import (PRACTICAL_MODELS, TextConfig, _cli_summary, loading_code,
+                            resolves_offline, run_text_grid)
+    from .results import ResultStore
+    if args.models:
+        for entry in PRACTICAL_MODELS.values():
+            print(json.dumps({"model": entry.paper_name, "library": entry.library,
+                              "name": entry.name, "tag": entry.tag,
+                              "resolves_offline": resolves_offline(entry),
+                              "code": loading_code(entry)}))
+        return
+    cfg = TextConfig.from_dict(parse_overrides(args.set))
+    result = run_text_grid(cfg, store=ResultStore(args.results), root=args.data_root,
+                           device=args.device, progress=not args.quiet,
+                           recompute=args.recompute)
+    for line in _cli_summary(result):
+        print(json.dumps(line))
+    print(f"# {result.description}", file=sys.stderr)
+
+
 def _cmd_bench(args) -> None:
     from .benchmarks.store import run_and_store, run_benchmark
     kwargs = {"device": args.device, "steps": args.steps}
@@ -161,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="another chapter parameter, e.g. lam=0.03")
     p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser("practical", help="chapter 07's text grid: LP / MLP / NMTune on frozen "
+                                         "MiniLM features, SST-2 (ID) -> IMDB (OOD)")
+    p.add_argument("--models", action="store_true",
+                   help="list the paper's practical models (Table 3) and their loading code")
+    p.add_argument("--data-root", default=None, help="data folder (default: $NML_DATA)")
+    p.add_argument("--results", default=None, help="result store (default: results/)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--recompute", action="store_true", help="ignore stored units")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a TextConfig field, e.g. ood_test_limit=1000 or epochs=30")
+    p.set_defaults(func=_cmd_practical)
 
     p = sub.add_parser("bench", help="benchmarks measured side by side in one run")
     p.add_argument("which", choices=["nmtune-speed", "blackbox-cache", "pretrain"])
