@@ -236,10 +236,10 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     from tqdm.auto import tqdm
 
     from .data import augment, to_float
-    from .results import atomic_write_bytes
     from .pretrain import (PretrainResult, _AUGMENT, _ORDER, _TORCH, _channel_stats, _load,
-                           _load_data, _make_optimizer, _make_scheduler, _save, _stream_seed,
-                           checkpoint_path, default_optimizer, resolve_device)
+                           _load_data, _make_optimizer, _make_scheduler, _stream_seed,
+                           _write_checkpoint, checkpoint_path, default_optimizer,
+                           resolve_device)
 
     if cfg.noise_type != "symmetric" or cfg.noise_classes:
         raise ConfigError("CLIP pre-training noise is caption swapping between random pairs; "
@@ -346,16 +346,8 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
         epochs.set_postfix(loss=f"{history[-1]['loss']:.3f}")
         accuracy = evaluate() if epoch + 1 == cfg.epochs else None
         if ckpt_file is not None:
-            payload = {"config": cfg.to_dict(), "epoch": epoch + 1,
-                       "model": backbone.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "history": history,
-                       "train_noise_rate": noise_rate, "mean": mean, "std": std}
-            if accuracy is not None:
-                payload["test_accuracy"] = accuracy
-            _save(ckpt_file, payload)
-            config_file = ckpt_file.parent / "config.json"
-            if not config_file.exists():
-                atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
+            _write_checkpoint(ckpt_file, cfg, epoch + 1, backbone, optimizer, scheduler,
+                              history, noise_rate, mean, std, accuracy)
         if accuracy is not None:
             final_accuracy = accuracy
     if final_accuracy is None or end_epoch < cfg.epochs:

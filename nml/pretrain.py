@@ -338,6 +338,23 @@ def _save(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _write_checkpoint(path: Path, cfg, epoch: int, model: nn.Module, optimizer, scheduler,
+                      history: list[dict], noise_rate: float, mean, std,
+                      accuracy: float | None) -> None:
+    """The checkpoint after ``epoch`` (atomic), and the config beside it on the first write.
+    Shared by supervised and CLIP pre-training (:mod:`nml.clip`)."""
+    payload = {"config": cfg.to_dict(), "epoch": epoch, "model": model.state_dict(),
+               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "history": history, "train_noise_rate": noise_rate, "mean": mean, "std": std}
+    if accuracy is not None:
+        payload["test_accuracy"] = accuracy
+    _save(path, payload)
+    config_file = path.parent / "config.json"
+    if not config_file.exists():
+        from .results import atomic_write_bytes
+        atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
+
+
 def _load(path: Path, cfg: PretrainConfig, device: torch.device) -> dict | None:
     if not path.exists():
         return None
@@ -515,17 +532,8 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
                 accuracy = _accuracy(backbone, test_images, test_labels, mean=mean, std=std,
                                      device=device, rank=rank, world=world)
             if ckpt_file is not None and rank == 0:
-                payload = {"config": cfg.to_dict(), "epoch": epoch + 1,
-                           "model": backbone.state_dict(), "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "history": history,
-                           "train_noise_rate": noise_rate, "mean": mean, "std": std}
-                if accuracy is not None:
-                    payload["test_accuracy"] = accuracy
-                _save(ckpt_file, payload)
-                config_file = ckpt_file.parent / "config.json"
-                if not config_file.exists():
-                    from .results import atomic_write_bytes
-                    atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
+                _write_checkpoint(ckpt_file, cfg, epoch + 1, backbone, optimizer, scheduler,
+                                  history, noise_rate, mean, std, accuracy)
             if accuracy is not None:
                 final_accuracy = accuracy
         if world > 1:
