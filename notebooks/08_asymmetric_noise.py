@@ -303,4 +303,10 @@ if result.scale == "tiny" and len(whole):
                   f"than the symmetric noise of the other chapters, of the size of the "
                   f"differences between pre-training seeds. Read a 'does not show' here as "
                   f"'too small to see at this scale', not as a refutation.")
+if n_pre == 1:
+    claims.append("\nWith one pre-training seed per noise level, every interval above covers "
+                  "the tuning seeds only: the difference between two pre-training runs of the "
+                  "same configuration is not in it, and at this size it can reach a point or "
+                  "more. A significant gain or loss of about a point at one noise level is "
+                  "therefore weak evidence; a pattern across levels and tasks is stronger.")
 display(Markdown("\n".join(claims)))
