@@ -188,6 +188,10 @@ def build_backbone(name: str, num_classes: int, *, image_size: int = 32,
         if pretrained:
             raise ConfigError(f"backbone {name!r} has no published weights; pre-train it with "
                               f"nml.pretrain.pretrain (pass pretrained=False)")
+        if num_classes:
+            raise ConfigError(f"CLIP backbone {name!r} learns from captions and has no "
+                              f"classifier head; pass num_classes=0 (zero-shot classes come "
+                              f"from nml.clip.zero_shot_accuracy)")
         return build_clip_backbone(name, image_size)
     if name not in _RESNETS and name not in _VITS:
         raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} "

@@ -41,6 +41,8 @@ def test_every_clip_backbone_is_built_from_its_open_clip_config():
 def test_a_clip_backbone_at_the_wrong_image_size_is_a_clear_error():
     with pytest.raises(ConfigError, match="configured for 16 px"):
         build_backbone("clip_vit_micro", 0, image_size=32)
+    with pytest.raises(ConfigError, match="no classifier head"):
+        build_backbone("clip_vit_micro", 10, image_size=16)
     with pytest.raises(ConfigError, match="unknown CLIP backbone"):
         clip.model_config("clip_vit_huge")
 
