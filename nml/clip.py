@@ -236,8 +236,8 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     from tqdm.auto import tqdm
 
     from .data import augment, to_float
-    from .pretrain import (PretrainResult, _AUGMENT, _ORDER, _TORCH, _channel_stats, _load,
-                           _load_data, _make_optimizer, _make_scheduler, _stream_seed,
+    from .pretrain import (PretrainResult, _AUGMENT, _ORDER, _TORCH, _channel_stats,
+                           _load_data, _make_optimizer, _make_scheduler, _resume, _stream_seed,
                            _write_checkpoint, checkpoint_path, default_optimizer,
                            resolve_device)
 
@@ -276,15 +276,8 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     loss_fn = open_clip.ClipLoss()
 
     ckpt_file = checkpoint_path(cfg, checkpoint_dir) if checkpoint_dir is not None else None
-    state = _load(ckpt_file, cfg, device) if ckpt_file is not None else None
-    history: list[dict] = []
-    start_epoch, final_accuracy = 0, None
-    if state is not None:
-        backbone.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = int(state["epoch"]), list(state["history"])
-        final_accuracy = state.get("test_accuracy")
+    start_epoch, history, final_accuracy = _resume(ckpt_file, cfg, device, backbone, optimizer,
+                                                   scheduler)
     end_epoch = cfg.epochs if stop_after_epoch is None else max(stop_after_epoch, start_epoch)
 
     def evaluate() -> float:

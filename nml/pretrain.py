@@ -355,6 +355,19 @@ def _write_checkpoint(path: Path, cfg, epoch: int, model: nn.Module, optimizer, 
         atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
 
 
+def _resume(path: Path | None, cfg, device: torch.device, model: nn.Module, optimizer,
+            scheduler) -> tuple[int, list[dict], float | None]:
+    """Load the latest checkpoint of ``cfg`` (if any) into model, optimizer and scheduler;
+    returns (epochs done, history, final test accuracy or None). Shared with :mod:`nml.clip`."""
+    state = _load(path, cfg, device) if path is not None else None
+    if state is None:
+        return 0, [], None
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return int(state["epoch"]), list(state["history"]), state.get("test_accuracy")
+
+
 def _load(path: Path, cfg: PretrainConfig, device: torch.device) -> dict | None:
     if not path.exists():
         return None
@@ -455,15 +468,8 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
                                     cfg.warmup_epochs * steps_per_epoch)
 
         ckpt_file = checkpoint_path(cfg, checkpoint_dir) if checkpoint_dir is not None else None
-        state = _load(ckpt_file, cfg, device) if ckpt_file is not None else None
-        history: list[dict] = []
-        start_epoch, final_accuracy = 0, None
-        if state is not None:
-            backbone.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start_epoch, history = int(state["epoch"]), list(state["history"])
-            final_accuracy = state.get("test_accuracy")
+        start_epoch, history, final_accuracy = _resume(ckpt_file, cfg, device, backbone,
+                                                       optimizer, scheduler)
         end_epoch = cfg.epochs if stop_after_epoch is None else max(stop_after_epoch, start_epoch)
 
         def result(accuracy: float, epochs_run: int) -> PretrainResult:
