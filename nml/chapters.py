@@ -216,6 +216,7 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
     common = dict(noise_levels=noise, tasks=tasks)
     # The paper's 7.3 / 7.4 studies use one convolutional model (ResNet-50): the scale's first.
     first_backbone = backbones if params.backbone else backbones[:1]
+    ablation_tasks = (params.task,) if params.task else (scale.ablation_tasks or scale.tasks)
     grids = {
         "01_noisy_pretraining": [Grid(("pretrain",), backbones=backbones, noise_levels=noise)],
         "02_linear_probe": [Grid(("lp",), backbones=backbones, fractions=scale.fractions,
@@ -248,9 +249,9 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
         # App. B.7 / C.2 ablations of black-box NMTune, one factor at a time from the paper's
         # setting (2-layer ReLU MLP, hidden 4D, weights 1/1/1, top-1 fast SVD term); LP and MLP
         # tuning are the references (shared with 06). Chapter 11 reads each grid's overrides.
-        "11_ablations": [Grid(("lp", "mlp"), backbones=backbones[:1], tasks=tasks,
+        "11_ablations": [Grid(("lp", "mlp"), backbones=backbones[:1], tasks=ablation_tasks,
                               noise_levels=levels_with((0.0,), params.noise))] + [
-            Grid(("nmtune",), backbones=backbones[:1], tasks=tasks,
+            Grid(("nmtune",), backbones=backbones[:1], tasks=ablation_tasks,
                  noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
                  tune_overrides={**lam, **variant})
             for variant in (
@@ -262,7 +263,7 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
                 {"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001},
                 *({"svd_top_k": k} for k in range(2, 11)),
                 {"residual_mlp": True}, {"svd_method": "exact"})] + [
-            Grid(("nmtune",), backbones=backbones[:1], tasks=tasks,
+            Grid(("nmtune",), backbones=backbones[:1], tasks=ablation_tasks,
                  noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
                  lambdas=scale.lambdas)],
         # Paper 4.2: CLIP pre-training with swapped captions; zero-shot accuracy, then the same

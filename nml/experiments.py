@@ -64,6 +64,7 @@ class Scale:
     clip_backbone: str = "clip_vit_micro"   # CLIP model of this scale (nml.clip)
     clip_noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3)  # caption-swap ratios (paper 4.2)
     clip_overrides: tuple[tuple[str, object], ...] = ()  # PretrainConfig fields for CLIP runs
+    ablation_tasks: tuple[str, ...] | None = None  # chapter 11's tasks (None: every task)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -95,7 +96,9 @@ SCALES: dict[str, Scale] = {
         pretrain_epochs=6, pretrain_overrides=(("train_fraction", 0.5),),
         tune_epochs=10, whitebox_epochs=3, whitebox_train_limit=5000,
         whitebox_batch_size=64, whitebox_seeds=(0,), cifar10c_severities=(5,), test_limit=3000,
-        clip_backbone="clip_vit_narrow", clip_noise_levels=(0.0, 0.1, 0.3)),
+        clip_backbone="clip_vit_narrow", clip_noise_levels=(0.0, 0.1, 0.3),
+        # ~400 NMTune runs per task: the ID task only (an OOD task would double the CPU time).
+        ablation_tasks=("cifar10",)),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "

@@ -36,8 +36,9 @@
 #
 # This chapter changes **one factor at a time** from the paper's setting (2-layer MLP
 # $D \to 4D \to D$ with ReLU, $Z = h(F)$, weights 1 / 1 / 1, $\lambda$ = 0.01, top-1 SVD term)
-# and tunes each variant with three seeds on one backbone, on the scale's ID and OOD tasks, for
-# the clean and one noisy pre-trained model. Every variant is black-box tuning on cached
+# and tunes each variant with three seeds on one backbone, on the scale's ablation tasks (the
+# tiny scale: its ID and OOD tasks; the reduced CPU scale: the ID task only, since each task
+# costs about 400 tuning runs there), for the clean and one noisy pre-trained model. Every variant is black-box tuning on cached
 # features. Last, it checks that nml's fast (matrix-product) SVD term gives the same accuracy as
 # the exact `svdvals` one, which the runtime chapter relies on.
 #
