@@ -11,7 +11,7 @@ import torch
 
 from nml import clip
 from nml.data import synthetic_class_descriptions
-from nml.errors import ConfigError
+from nml.errors import ConfigError, DataError
 from nml.experiments import SCALES, Pipeline
 from nml.models import build_backbone
 from nml.pretrain import PretrainConfig, pretrain
@@ -167,3 +167,14 @@ def test_the_clip_grids_use_the_scales_clip_model_and_caption_noise(scale_name):
     assert clip.is_clip_backbone(scale.clip_backbone)
     size = clip.model_config(scale.clip_backbone)["vision_cfg"]["image_size"]
     assert size == scale.image_size
+
+
+def test_clip_pretraining_refuses_torchrun_and_overlong_captions(monkeypatch):
+    cfg = PretrainConfig.from_dict({**SMALL, "epochs": 1})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="one process"):
+        pretrain(cfg, checkpoint_dir=None, progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(clip, "class_texts", lambda dataset, classes: ["very long name " * 10] * 40)
+    with pytest.raises(DataError, match="longer than the text tower's context"):
+        pretrain(cfg, checkpoint_dir=None, progress=False)
