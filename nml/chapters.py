@@ -26,7 +26,7 @@ from .experiments import SCALES, MissingResult, Pipeline
 from .results import ResultStore
 
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
-           "CHAPTERS", "chapter_grids", "levels_with", "run_chapter",
+           "CHAPTERS", "chapter_grids", "levels_with", "run_chapter", "model_major",
            "ASYMMETRIC_NOISE_LEVELS", "DOWNSTREAM_NOISE_LEVELS", "CIFAR100_CLASSES",
            "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes"]
 
@@ -34,7 +34,7 @@ WHITEBOX = ("lora", "lora_nmtune", "ft")
 NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
 
 #: ``scale="auto"`` tries these, best first; the last one is computed when nothing is stored.
-AUTO_ORDER = ("cifar", "cpu", "tiny")
+AUTO_ORDER = ("cifar", "cpu_seeds", "cpu", "tiny")
 
 
 @dataclass(frozen=True)
@@ -231,8 +231,11 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
                            tune_overrides=lam, **common),
                       # The lambda explorer: the ID task and the first OOD task (each more
                       # OOD task multiplies the sweep's cost by its number of target sets).
+                      # One pre-trained model per noise level: a slider to explore, not a
+                      # claim (the seeds' spread is the main comparison's job).
                       Grid(("nmtune",), backbones=backbones[:1],
                            noise_levels=levels_with((0.0,), params.noise),
+                           pretrain_seeds=scale.pretrain_seeds[:1],
                            tasks=tasks if params.task else scale.id_tasks + scale.ood_tasks[:1],
                            tune_seeds=scale.tune_seeds[:1], lambdas=scale.lambdas)],
         # Paper 7.3: noise only among the upstream classes related to the ID task's (built
@@ -354,6 +357,43 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
             spectra[(method, backbone, noise, pseed, tseed, task, test_set, lam)] = s
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return GridResult(rows, spectra, scale.name, scale.description)
+
+
+def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams):
+    """The grids of ``chapters`` at ``pipe``'s scale, regrouped one pre-trained model at a time.
+
+    Yields ``(model, grids)`` with ``model = (backbone, noise, pretrain_seed)`` in seed-major
+    order (every noise level of seed 0, then of seed 1, ...), and ``grids`` every unit of the
+    chapters that this model's features feed; the lambda sweeps follow in a second pass. Running them in this order finishes each model's
+    downstream units while its checkpoint and cached features are at hand, and completes whole
+    replicates early, so a long CPU grid stopped half-way has full noise trends to show.
+    Used by ``python -m nml grid --by-model`` (the CPU grids behind chapters 01-03 and 06).
+    """
+    import dataclasses
+
+    scale = pipe.scale
+    grids = [g for chapter in chapters for g in chapter_grids(chapter, params, scale.name)]
+    models = []
+    for g in grids:
+        for backbone in g.backbones or scale.backbones:
+            for noise in g.noise_levels or scale.noise_levels:
+                for seed in g.pretrain_seeds or scale.pretrain_seeds:
+                    if (backbone, noise, seed) not in models:
+                        models.append((backbone, noise, seed))
+    models.sort(key=lambda m: (m[2], m[0], m[1]))
+    # Sweeps (one unit per lambda) come after every model's main units: they explore, while
+    # the main units decide the claims.
+    for sweeps in (False, True):
+        for backbone, noise, seed in models:
+            own = [dataclasses.replace(g, backbones=(backbone,), noise_levels=(noise,),
+                                       pretrain_seeds=(seed,))
+                   for g in grids
+                   if bool(g.lambdas) == sweeps
+                   and backbone in (g.backbones or scale.backbones)
+                   and noise in (g.noise_levels or scale.noise_levels)
+                   and seed in (g.pretrain_seeds or scale.pretrain_seeds)]
+            if own:
+                yield (backbone, noise, seed), own
 
 
 def run_chapter(chapter: str, params: ChapterParams, *, store: ResultStore | None = None,

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from .errors import NMLError
+from .errors import ConfigError, NMLError
 
 __all__ = ["main", "parse_overrides"]
 
@@ -84,6 +84,18 @@ def _cmd_grid(args) -> None:
                                      device=args.device, **parse_overrides(args.set))
     chapters = CHAPTERS if args.chapter == "all" else tuple(args.chapter.split(","))
     store = ResultStore(args.results)
+    if args.by_model:
+        from .chapters import model_major, run_grid
+        from .experiments import Pipeline
+        if params.scale == "auto":
+            raise ConfigError("--by-model needs an explicit --scale (e.g. --scale cpu_seeds)")
+        pipe = Pipeline(params.scale, store=store, data_root=params.data_root,
+                        device=params.device, progress=not args.quiet)
+        for model, grids in model_major(pipe, chapters, params):
+            rows = sum(len(run_grid(pipe, g, progress=not args.quiet).rows) for g in grids)
+            print(json.dumps({"model": list(model), "scale": params.scale, "rows": rows}),
+                  flush=True)
+        return
     for chapter in chapters:
         _, results = run_chapter(chapter, params, store=store, progress=not args.quiet)
         print(json.dumps({"chapter": chapter, "scale": results[0].scale,
@@ -180,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="another chapter parameter, e.g. lam=0.03")
+    p.add_argument("--by-model", action="store_true",
+                   help="run one pre-trained model at a time (seed-major), each with all its "
+                        "downstream units: for long CPU grids that may stop part-way")
     p.set_defaults(func=_cmd_grid)
 
     p = sub.add_parser("practical", help="chapter 07's text grid: LP / MLP / NMTune on frozen "

@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
@@ -95,7 +96,14 @@ def check_type(name: str, value: Any, tp: Any) -> Any:
 
 def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None,
                 hi_inclusive: bool = True, lo_inclusive: bool = True) -> None:
-    """Raise ConfigError when ``value`` lies outside [lo, hi] (bounds inclusive unless said)."""
+    """Raise ConfigError when ``value`` lies outside [lo, hi] (bounds inclusive unless said).
+
+    NaN and infinities are refused whatever the bounds: a comparison with NaN is always
+    false, so without this check a NaN would pass every range.
+    """
+    if not math.isfinite(value):
+        raise ConfigError(f"config key '{name}' = {value!r} is not a finite number; "
+                          f"pass a real value (e.g. -p {name} 0.01)")
     bad = (lo is not None and (value < lo or (value == lo and not lo_inclusive))) or (
         hi is not None and (value > hi or (value == hi and not hi_inclusive)))
     if bad:
@@ -118,7 +126,13 @@ class Config:
 
     Subclasses are ``@dataclass(frozen=True)`` with annotated fields and may override
     :meth:`validate` for ranges and cross-field rules (call ``super().validate()``).
+
+    ``added_fields`` names fields that joined the class after results were stored: at their
+    default they are left out of :meth:`to_dict` (and so of the hash), so every stored unit
+    keeps its key; set to anything else they are recorded like any field.
     """
+
+    added_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         hints = get_type_hints(type(self))
@@ -150,6 +164,8 @@ class Config:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name in self.added_fields and v == f.default:
+                continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 

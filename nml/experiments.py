@@ -99,6 +99,23 @@ SCALES: dict[str, Scale] = {
         clip_backbone="clip_vit_narrow", clip_noise_levels=(0.0, 0.1, 0.3),
         # ~400 NMTune runs per task: the ID task only (an OOD task would double the CPU time).
         ablation_tasks=("cifar10",)),
+    "cpu_seeds": Scale(
+        name="cpu_seeds",
+        description=("CPU scale: CIFAR-100 pre-training on all 50k training images at 32 px, "
+                     "quarter-width ResNet-18 (CIFAR stem, D = 128), 20 epochs in bf16, "
+                     "noise 0 / 5 / 10 / 20 / 30 %, 3 pre-training seeds (the replicates), "
+                     "1 tuning seed per model; 10 tuning epochs; full test sets, "
+                     "CIFAR-10-C at severity 5; 2-core CPU"),
+        upstream="cifar100", image_size=32,
+        backbones=("resnet18_cifar_narrow",),
+        noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0, 1, 2), tune_seeds=(0,),
+        id_tasks=("cifar10",), ood_tasks=("cifar10c", "pacs_photo"),
+        # bf16 + channels-last: 2.0x the float32 throughput on this CPU at the same loss
+        # (python -m nml bench pretrain); 20 epochs x 15 models fit the grid's ~6 CPU-hours.
+        pretrain_epochs=20, pretrain_overrides=(("precision", "bf16"),),
+        tune_epochs=10, cifar10c_severities=(5,),
+        clip_backbone="clip_vit_narrow", clip_noise_levels=(0.0, 0.1, 0.3),
+        ablation_tasks=("cifar10",)),
     "cifar": Scale(
         name="cifar",
         description=("CIFAR scale: CIFAR-100 pre-training at 32 px, ResNet-18 (CIFAR stem) / "

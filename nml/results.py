@@ -89,6 +89,16 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def provenance(*, seconds: float | None = None, device: str | None = None,
                data_checksum: str | None = None, **extra: Any) -> dict:
     """What made a result: package and library versions, git commit, machine, time taken."""
@@ -97,8 +107,9 @@ def provenance(*, seconds: float | None = None, device: str | None = None,
         import torch
         torch_version = torch.__version__
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        threads = torch.get_num_threads()
     except Exception:  # torch-free readers of the store still get provenance
-        torch_version, gpu = None, None
+        torch_version, gpu, threads = None, None, None
     return {
         "nml_version": __version__,
         "git_commit": _git_commit(),
@@ -106,6 +117,10 @@ def provenance(*, seconds: float | None = None, device: str | None = None,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor_count": os.cpu_count(),
+        # What makes CPU runs differ bit for bit between machines (oneDNN picks kernels by
+        # CPU and thread count): recorded so that such variation can be told from noise.
+        "cpu_model": _cpu_model(),
+        "torch_threads": threads,
         "gpu": gpu,
         "device": device,
         "data_checksum": data_checksum,
