@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from .errors import DataError
 
 __all__ = [
-    "ImageData", "Task", "TaskSpec", "DATASETS", "TASKS", "TORCHVISION_DATASETS", "DOMAINS",
+    "ImageData", "Task", "TaskSpec", "DATASETS", "TASKS", "chance_accuracy", "TORCHVISION_DATASETS", "DOMAINS",
     "SYNTHETIC_WORLD_SEED", "SYNTHETIC_VERSION", "synthetic_version", "CHANNEL_STATS", "data_root",
     "cache_dir", "load_images", "load_task",
     "to_float", "augment", "channel_stats", "make_synthetic", "seeded_split", "file_sha256",
@@ -206,24 +206,33 @@ class TaskSpec:
     dataset: str
     train_domain: str | None
     description: str
+    num_classes: int                  # the classes a head chooses among (chance = 1 / this)
 
 
 TASKS: dict[str, TaskSpec] = {
-    "cifar10": TaskSpec("id", "cifar10", None, "CIFAR-10: train split -> test split"),
-    "caltech101": TaskSpec("id", "caltech101", None, "Caltech-101 (64 px crops): train -> test"),
+    "cifar10": TaskSpec("id", "cifar10", None, "CIFAR-10: train split -> test split", 10),
+    "caltech101": TaskSpec("id", "caltech101", None, "Caltech-101 (64 px crops): train -> test", 101),
     "pacs_photo": TaskSpec("ood", "pacs", "photo",
-                           "PACS: tune on a seeded 70 % of photo; test on art_painting, cartoon, sketch"),
+                           "PACS: tune on a seeded 70 % of photo; test on art_painting, cartoon, sketch", 7),
     "pacs_sketch": TaskSpec("ood", "pacs", "sketch",
-                            "PACS: tune on a seeded 70 % of sketch; test on photo, art_painting, cartoon"),
+                            "PACS: tune on a seeded 70 % of sketch; test on photo, art_painting, cartoon", 7),
     "cifar10c": TaskSpec("ood", "cifar10", None,
-                         "CIFAR-10 train -> CIFAR-10 test under each corruption@severity (nml.corruptions)"),
-    "synthetic_id": TaskSpec("id", "synthetic_id", None, "synthetic ID: 10 new classes, train -> test"),
+                         "CIFAR-10 train -> CIFAR-10 test under each corruption@severity (nml.corruptions)", 10),
+    "synthetic_id": TaskSpec("id", "synthetic_id", None, "synthetic ID: 10 new classes, train -> test", 10),
     "synthetic_ood_photo": TaskSpec("ood", "synthetic_ood", "photo",
-                                    "synthetic OOD: tune on 70 % of photo; test on the other 3 domains"),
+                                    "synthetic OOD: tune on 70 % of photo; test on the other 3 domains", 10),
     "synthetic_ood_sketch": TaskSpec("ood", "synthetic_ood", "sketch",
-                                     "synthetic OOD: tune on 70 % of sketch; test on the other 3 domains"),
+                                     "synthetic OOD: tune on 70 % of sketch; test on the other 3 domains", 10),
 }
 """Named downstream tasks (see :func:`load_task`)."""
+
+
+def chance_accuracy(task: str) -> float:
+    """Accuracy (%) of guessing among a task's classes: the floor every OOD figure draws and
+    the scorecard's test of whether an OOD task carries signal. Used by chapters 02, 03, 06."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    return 100.0 / TASKS[task].num_classes
 
 
 # --------------------------------------------------------------------------------------------

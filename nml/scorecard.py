@@ -46,7 +46,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .chapters import ASYMMETRIC_NOISE_LEVELS, DOWNSTREAM_NOISE_LEVELS
+from .chapters import ASYMMETRIC_NOISE_LEVELS, AUTO_ORDER, DOWNSTREAM_NOISE_LEVELS
 from .errors import NMLError
 
 __all__ = ["Claim", "CLAIMS", "NOT_RUN_CLAIMS", "NOT_SCORED_CLAIMS", "FAMILIES", "CLIP_CLAIMS",
@@ -57,6 +57,7 @@ __all__ = ["Claim", "CLAIMS", "NOT_RUN_CLAIMS", "NOT_SCORED_CLAIMS", "FAMILIES",
            "POOLED_NOISE", "Interval", "Measurement", "ScoreRow",
            "VERDICTS", "VERDICT_RULE", "EXPERIMENT_OF", "PAPER_LAMBDA", "PAPER_NOISE", "SLIGHT_NOISE", "SCALE_ORDER",
            "t_interval", "verdict", "measure", "score", "render_markdown", "load_index",
+           "claim_sentences", "VERDICT_MEANING", "MIN_PRETRAIN_SEEDS", "OOD_SIGNAL_MARGIN",
            "write_scorecard", "add_parser", "main_cli", "default_scorecard_path"]
 
 #: NMTune weight of the paper (Sec. 6.1); NMTune rows at other lambdas are slider runs.
@@ -100,8 +101,14 @@ VARIANT_KNOBS = ("w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method", "mlp_hidd
 #: (nml.pretrain.PretrainConfig.noise_type): chapter 08 stores its asymmetric-noise models
 #: beside chapter 01's symmetric ones, and the index has no column to tell them apart.
 NOISE_TYPE_EXPERIMENTS = ("pretrain",)
-#: Scales in the order the page shows them (best first).
-SCALE_ORDER = ("cifar", "cpu", "tiny")
+#: Scales in the order the page shows them (best first): the chapters' own order.
+SCALE_ORDER = AUTO_ORDER
+#: Fewest pre-training seeds per noise level at which a claim about pre-training noise can be
+#: scored better than "untestable" (issue: one seed hides the between-run spread).
+MIN_PRETRAIN_SEEDS = 3
+#: An OOD task enters a verdict only when its clean model's linear probe beats chance by at
+#: least this many points: below it, a task at chance mixes noise into the average.
+OOD_SIGNAL_MARGIN = 10.0
 def _scale_labels() -> dict[str, str]:
     """Each scale's description, from its one home (:data:`nml.experiments.SCALES`)."""
     from .experiments import SCALES
@@ -110,22 +117,43 @@ def _scale_labels() -> dict[str, str]:
 
 SCALE_LABELS = _scale_labels()
 
-VERDICTS = ("reproduced", "partly", "not reproduced at this scale", "not run")
+VERDICTS = ("reproduced", "partly", "inconclusive", "untestable",
+            "not reproduced at this scale", "not run")
+
+#: One line per verdict: what it means (the chapters print it beside each verdict).
+VERDICT_MEANING = {
+    "reproduced": "the claimed sign, with a 95 % interval that excludes 0",
+    "partly": "holds on some tasks and significantly fails or points the other way on others",
+    "inconclusive": "the claimed sign, but the interval includes 0: no effect this scale can "
+                    "detect",
+    "untestable": "this scale cannot test it (one replicate and no interval; or a claim about "
+                  "pre-training noise measured over fewer than "
+                  f"{MIN_PRETRAIN_SEEDS} pre-training seeds; or nothing to rectify)",
+    "not reproduced at this scale": "the opposite sign (or exactly 0)",
+    "not run": "no complete set of rows at this scale",
+}
 
 VERDICT_RULE = (
-    "The verdict is decided by this rule alone, fixed before any result was looked at and "
-    "never tuned: "
+    "The verdict is decided by this rule alone, fixed before the results it scores were "
+    "looked at and never tuned: "
     "**not run**: the index holds no complete set of rows for the claim at this scale. "
-    "**reproduced**: the headline effect has the sign the paper claims and its 95 % interval "
-    "excludes 0, and no single cell (backbone and task) shows an effect whose interval "
-    "excludes 0 in the opposite direction. "
-    "**partly**: the headline effect has the claimed sign but its interval includes 0 "
-    "(always the case with one replicate, which has no interval); or the headline is "
-    "significant but some cell is significantly opposite; or the headline has the wrong sign "
-    "but at least one cell has the claimed sign with an interval that excludes 0 (the claim "
-    "holds on some tasks only). "
-    "**not reproduced at this scale**: the headline effect has the wrong sign (or is exactly "
-    "0), whether or not its interval excludes 0, and no cell holds significantly.")
+    "Each cell (backbone and task) gets its effect with a 95 % interval over replicates. "
+    "When the cells' mean effects have opposite signs, no average is taken: "
+    "**partly** if some cell holds with an interval that excludes 0, **not reproduced at this "
+    "scale** if none holds and some cell fails significantly, else **inconclusive**. "
+    "Otherwise the headline effect is the mean over cells: "
+    "**untestable** with one replicate (no interval); "
+    "**reproduced** when it has the claimed sign and its interval excludes 0; "
+    "**inconclusive** when it has the claimed sign and its interval includes 0; "
+    "**not reproduced at this scale** when it has the wrong sign (or is exactly 0). "
+    "Two caps follow. A claim about pre-training noise (it compares models pre-trained at "
+    f"different noise ratios) is at best **untestable** unless its replicates are at least "
+    f"{MIN_PRETRAIN_SEEDS} pre-training seeds, since downstream seeds of one pre-trained model "
+    "say nothing about another pre-training run. A rectification claim (the clean model "
+    "becomes best) counts only the cells where the clean model was not already best under "
+    "linear probing, and is **untestable** when there is none. "
+    "OOD tasks whose clean model does not beat chance by "
+    f"{OOD_SIGNAL_MARGIN:g} points under linear probing do not enter (they are listed).")
 
 
 # -- statistics ----------------------------------------------------------------------------------
@@ -172,10 +200,9 @@ def t_interval(values) -> Interval:
 
 
 def verdict(headline: Interval | None, cells: dict[str, Interval], direction: int) -> str:
-    """The verdict of :data:`VERDICT_RULE` for a headline interval and per-cell intervals.
-
-    ``direction`` is +1 when the paper claims a positive effect, -1 for a negative one.
-    Used by the scorecard page.
+    """The verdict of :data:`VERDICT_RULE` for a headline interval and per-cell intervals,
+    before the caps that :func:`score` applies. ``direction`` is +1 when the paper claims a
+    positive effect, -1 for a negative one. Used by the scorecard page and every chapter.
     """
     if headline is None or not np.isfinite(headline.mean):
         return "not run"
@@ -183,14 +210,18 @@ def verdict(headline: Interval | None, cells: dict[str, Interval], direction: in
     def significant(iv: Interval, sign: int) -> bool:
         return iv.excludes_zero() and np.sign(iv.mean) == sign
 
-    right_sign = np.sign(headline.mean) == direction
     cell_right = any(significant(iv, direction) for iv in cells.values())
     cell_wrong = any(significant(iv, -direction) for iv in cells.values())
-    if right_sign:
-        if significant(headline, direction) and not cell_wrong:
-            return "reproduced"
-        return "partly"
-    return "partly" if cell_right else "not reproduced at this scale"
+    signs = {int(np.sign(iv.mean)) for iv in cells.values() if np.isfinite(iv.mean)} - {0}
+    if len(signs) > 1:   # opposite signs across tasks: judged per cell, never averaged
+        if cell_right:
+            return "partly"
+        return "not reproduced at this scale" if cell_wrong else "inconclusive"
+    if headline.lo is None:
+        return "untestable"
+    if np.sign(headline.mean) == direction:
+        return "reproduced" if significant(headline, direction) else "inconclusive"
+    return "not reproduced at this scale"
 
 
 # -- selecting rows -------------------------------------------------------------------------------
@@ -470,6 +501,18 @@ class Claim:
     variants: bool = False                 # arms are method@variant (ablation units)
     noise_type: str = "symmetric"          # pre-training noise type of the rows of
     #                                        NOISE_TYPE_EXPERIMENTS (pre-trained models)
+    # How the verdict is qualified (VERDICT_RULE):
+    control: tuple[str, tuple[str, ...], Callable[..., pd.Series]] | None = None
+    #   a comparison that must be read beside this one (NMTune vs LP: is the MLP alone enough?)
+    precondition: tuple[str, tuple[str, ...], Callable[..., pd.Series]] | None = None
+    #   rectification claims: a cell counts only where this effect (clean minus best noisy
+    #   under the reference method) is below 0, i.e. where there was something to rectify
+
+    @property
+    def about_pretraining(self) -> bool:
+        """Whether the effect compares models pre-trained at different noise ratios (every
+        cell effect but a method difference averaged over noise levels)."""
+        return self.cell_effect is not _mean_diff
 
 
 def _trend_claim(cid, title, quote, source, metric, kind, method, effect, unit_word,
@@ -489,6 +532,13 @@ def _trend_claim(cid, title, quote, source, metric, kind, method, effect, unit_w
                  secondary=(("slope per 10 points of noise", (method,), _slope),), note=note,
                  **rows)
 
+
+#: The control beside every "NMTune beats LP" claim: the same MLP head without the three
+#: terms. When it gains as much, the gain belongs to the head, not to NMTune's regularisers.
+_MLP_CONTROL = ("MLP tuning minus LP (the control: the same head without the terms)",
+                ("mlp", "lp"), _mean_diff)
+#: The precondition of a rectification claim: the clean model was not already best under LP.
+_LP_RECTIFY = ("clean minus best noisy under LP", ("lp",), _clean_best)
 
 _MAIN_CLAIMS: tuple[Claim, ...] = (
     _trend_claim(
@@ -577,7 +627,7 @@ _MAIN_CLAIMS: tuple[Claim, ...] = (
                       "the noise levels, paired by seed. The paper plots F1; the index holds "
                       "both and the scorecard uses accuracy."),
         effect="ID accuracy, NMTune minus LP (points)", direction=1, metric="accuracy",
-        kind="id", methods=("nmtune", "lp"), cell_effect=_mean_diff),
+        kind="id", methods=("nmtune", "lp"), cell_effect=_mean_diff, control=_MLP_CONTROL),
     Claim(
         "C6b", "NMTune beats MLP tuning (ID)",
         "Further introducing our method can rectify the effect of noise on ID tasks",
@@ -592,7 +642,7 @@ _MAIN_CLAIMS: tuple[Claim, ...] = (
         "compared to the MLP and LP", "Sec. 6.2, Fig. 7",
         measure_text="As C6a on OOD tasks (mean over target domains).",
         effect="OOD accuracy, NMTune minus LP (points)", direction=1, metric="accuracy",
-        kind="ood", methods=("nmtune", "lp"), cell_effect=_mean_diff),
+        kind="ood", methods=("nmtune", "lp"), cell_effect=_mean_diff, control=_MLP_CONTROL),
     Claim(
         "C6d", "NMTune beats MLP tuning (OOD)",
         "one can observe significantly better generalization performance deploying NMTune, "
@@ -612,8 +662,9 @@ _MAIN_CLAIMS: tuple[Claim, ...] = (
         metric="accuracy", kind="id", methods=("nmtune",), cell_effect=_clean_best,
         secondary=(("same under LP", ("lp",), _clean_best),
                    ("same under MLP", ("mlp",), _clean_best)),
-        note="Where the clean model is already best under LP (C1 not reproduced), C7 holding "
-             "says little about NMTune rectifying anything: compare with the LP line."),
+        precondition=_LP_RECTIFY,
+        note="Only cells where the clean model was not already best under LP count: "
+             "elsewhere there is nothing to rectify."),
     Claim(
         "C8a", "LoRA + NMTune makes the clean model best (ID)",
         "Parameter-efficient NMTune can rectify the behavior of noisy pre-trained models, "
@@ -623,7 +674,9 @@ _MAIN_CLAIMS: tuple[Claim, ...] = (
         effect="LoRA+NMTune ID accuracy, clean minus best noisy (points)", direction=1,
         metric="accuracy", kind="id", methods=("lora_nmtune",), cell_effect=_clean_best,
         secondary=(("same under LoRA", ("lora",), _clean_best),),
-        note="As for C7: the LoRA line shows whether there was anything to rectify."),
+        precondition=("clean minus best noisy under LoRA", ("lora",), _clean_best),
+        note="As for C7, against plain LoRA: only cells where LoRA alone left a noisy model "
+             "best count."),
     Claim(
         "C8b", "LoRA + NMTune beats LoRA (ID)",
         "NMTune also improves the generalization performance in general on both ID and OOD "
@@ -640,6 +693,31 @@ _MAIN_CLAIMS: tuple[Claim, ...] = (
         effect="OOD accuracy, LoRA+NMTune minus LoRA (points)", direction=1,
         metric="accuracy", kind="ood", methods=("lora_nmtune", "lora"),
         cell_effect=_mean_diff),
+    Claim(
+        "C9a", "NMTune's features have a larger SVE than LP's (ID)",
+        "our method provides a larger and flatter SVE, compared to LP", "Sec. 6.2, Fig. 7b",
+        measure_text=("SVE of the features the classifier sees, on the ID test set: NMTune's "
+                      "transformed features Z minus the frozen features of LP, averaged over "
+                      "the noise levels, paired by replicate."),
+        effect="ID SVE, NMTune minus LP (nats)", direction=1, metric="sve", kind="id",
+        methods=("nmtune", "lp"), cell_effect=_mean_diff, digits=4),
+    Claim(
+        "C9b", "NMTune's features have a larger SVE than MLP tuning's (ID)",
+        "only adding an MLP to LP can result in a smaller SVE ... In contrast, our method "
+        "provides a larger and flatter SVE", "Sec. 6.2, Fig. 7b",
+        measure_text="As C9a with NMTune minus MLP tuning (the same head without the terms).",
+        effect="ID SVE, NMTune minus MLP (nats)", direction=1, metric="sve", kind="id",
+        methods=("nmtune", "mlp"), cell_effect=_mean_diff, digits=4),
+    Claim(
+        "C9c", "NMTune's features have a smaller LSVR than MLP tuning's (OOD)",
+        "MLP tuning usually imposes larger LSVR compared to LP ... corresponding to the "
+        "smaller relative values of the LSVR in noisy pre-trained models for NMTune",
+        "Sec. 6.2, Fig. 7d",
+        measure_text=("LSVR of the tuned features on the OOD target sets (mean over targets): "
+                      "NMTune minus MLP tuning, averaged over the noise levels, paired by "
+                      "replicate; the paper claims a negative effect."),
+        effect="OOD LSVR, NMTune minus MLP", direction=-1, metric="lsvr", kind="ood",
+        methods=("nmtune", "mlp"), cell_effect=_mean_diff, digits=4),
 )
 
 
@@ -740,7 +818,8 @@ ASYMMETRIC_CLAIMS: tuple[Claim, ...] = (
                       "paired by replicate; the same under LP for contrast). " + _ASYM_ROWS),
         effect="NMTune ID accuracy, clean minus best asymmetric-noisy model (points)",
         direction=1, metric="accuracy", kind="id", methods=("nmtune",),
-        cell_effect=_clean_best, secondary=(("same under LP", ("lp",), _clean_best),), **_ASYM),
+        cell_effect=_clean_best, secondary=(("same under LP", ("lp",), _clean_best),),
+        precondition=_LP_RECTIFY, **_ASYM),
     Claim(
         "A5", "NMTune narrows the clean-noisy gap under asymmetric noise",
         "Our method presents better performance with smaller difference between the clean and "
@@ -786,7 +865,7 @@ NOISY_DOWNSTREAM_CLAIMS: tuple[Claim, ...] = (
         effect="NMTune ID accuracy under noisy labels, clean minus best noisy (points)",
         direction=1, metric="accuracy", kind="id", methods=("nmtune",),
         cell_effect=_clean_best, secondary=(("same under LP", ("lp",), _clean_best),),
-        experiment="noisy_downstream", label_noise=NOISY_ETA,
+        precondition=_LP_RECTIFY, experiment="noisy_downstream", label_noise=NOISY_ETA,
         note="The paper adds that this holds even where NMTune falls short of LP (N4)."),
     Claim(
         "N3", "NMTune beats LP at light downstream label noise",
@@ -823,7 +902,7 @@ PRACTICAL_CLAIMS: tuple[Claim, ...] = (
     Claim("P1", "NMTune beats LP on a practical model (ID)", _BEST, "Sec. 7.2, Table 5",
           measure_text="SST-2 test accuracy of black-box NMTune minus LP. " + _PRACTICAL_ROWS,
           effect="ID accuracy, NMTune minus LP (points)", direction=1, metric="accuracy",
-          kind="id", methods=("nmtune", "lp"), cell_effect=_mean_diff,
+          kind="id", methods=("nmtune", "lp"), cell_effect=_mean_diff, control=_MLP_CONTROL,
           test_sets=PRACTICAL_ID_SETS, **_PRACTICAL),
     Claim("P2", "NMTune beats LP on a practical model (OOD)",
           "It presents superior performance gain, especially on OOD tasks of GLUE-X",
@@ -831,7 +910,7 @@ PRACTICAL_CLAIMS: tuple[Claim, ...] = (
           measure_text=("IMDB test accuracy of the SST-2-tuned NMTune minus LP. "
                         + _PRACTICAL_ROWS),
           effect="OOD accuracy, NMTune minus LP (points)", direction=1, metric="accuracy",
-          kind="ood", methods=("nmtune", "lp"), cell_effect=_mean_diff,
+          kind="ood", methods=("nmtune", "lp"), cell_effect=_mean_diff, control=_MLP_CONTROL,
           test_sets=PRACTICAL_OOD_SETS, **_PRACTICAL),
     Claim("P3", "NMTune beats MLP tuning on a practical model (ID)", _BEST, "Sec. 7.2, Table 5",
           measure_text="As P1 with NMTune minus MLP tuning. " + _PRACTICAL_ROWS,
@@ -963,6 +1042,9 @@ class Measurement:
     replicate: str
     duplicates: int
     missing: str = ""                            # why nothing could be measured
+    excluded: dict[str, str] = field(default_factory=dict)  # cell -> why it does not enter
+    control: pd.Series | None = None             # replicate -> headline of Claim.control
+    pretrain_seeds: int = 0                      # pre-training seeds behind the replicates
 
 
 def _headline(cells: dict[str, pd.Series]) -> pd.Series:
@@ -988,14 +1070,35 @@ def measure(index: pd.DataFrame, claim: Claim | str, scale: str) -> Measurement:
         if claim not in by_id:
             raise NMLError(f"unknown claim {claim!r}; known claims: {', '.join(by_id)}")
         claim = by_id[claim]
+    extra = [spec for spec in (claim.control, claim.precondition) if spec is not None]
     methods = tuple(dict.fromkeys(claim.methods + tuple(
-        m for _, ms, _ in claim.secondary for m in ms)))
+        m for _, ms, _ in (*claim.secondary, *extra) for m in ms)))
     rows = _gather(index, scale, claim, claim.kind, methods)
     cells = _per_cell(rows.frames, claim.methods, claim.cell_effect)
+    excluded = {}
+    for name, why in _weak_ood_cells(index, scale, claim, cells).items():
+        excluded[name] = why
+        cells.pop(name)
+    if claim.precondition is not None:
+        label, ms, fn = claim.precondition
+        before = _per_cell(rows.frames, ms, fn)
+        for name in list(cells):
+            if name in before and before[name].mean() >= 0:
+                excluded[name] = (f"nothing to rectify: the clean model is already best there "
+                                  f"({label}: {before[name].mean():+.{claim.digits}f})")
+                cells.pop(name)
     secondary = {label: _headline(_per_cell(rows.frames, ms, fn))
                  for label, ms, fn in claim.secondary}
+    control = None
+    if claim.control is not None:
+        _, ms, fn = claim.control
+        control = _headline({k: v for k, v in _per_cell(rows.frames, ms, fn).items()
+                             if k not in excluded})
+    pretrain_seeds = int(rows.used["pretrain_seed"].nunique()) if not rows.used.empty else 0
     missing = ""
-    if not cells:
+    if not cells and excluded:
+        missing = "no cell enters: " + "; ".join(f"{k} ({v})" for k, v in excluded.items())
+    elif not cells:
         absent = [_arm_text(m) for m in claim.methods if rows.frames[m].empty]
         missing = (f"no rows for {', '.join(absent)}" if absent else
                    "rows present but no complete comparison (a noise level or a method is "
@@ -1007,7 +1110,43 @@ def measure(index: pd.DataFrame, claim: Claim | str, scale: str) -> Measurement:
             missing += (f" (the index has no {' or '.join(lacking)} column: load it with "
                         "nml.scorecard.load_index, which reads it from the unit configs)")
     return Measurement(claim, scale, cells, _headline(cells), secondary, rows.used, rows.replicate,
-                       rows.duplicates, missing)
+                       rows.duplicates, missing, excluded, control, pretrain_seeds)
+
+
+def _weak_ood_cells(index: pd.DataFrame, scale: str, claim: Claim,
+                    cells: dict[str, pd.Series]) -> dict[str, str]:
+    """Cells of OOD tasks whose clean model's linear probe does not beat chance by
+    :data:`OOD_SIGNAL_MARGIN` points (or has no such probe stored): cell -> why.
+
+    The probe is the claim's experiment's (``linear_probe`` for the main claims) at noise 0,
+    full data, clean labels, mean over the task's targets, averaged over every seed. Claims
+    that name their own test sets (the practical models) are not gated.
+    """
+    if claim.test_sets is not None or not cells:
+        return {}
+    from .data import TASKS, chance_accuracy
+    at = index[(index["scale"] == scale)]
+    kinds = _task_kinds(at)
+    probe = at[(at["method"] == "lp") & (at["experiment"] == (claim.experiment or "linear_probe"))
+               & (at["metric"] == "accuracy") & (at["test_set"].astype(str) == "mean")
+               & np.isclose(at["noise"].astype(float), 0.0)]
+    if "fraction" in probe:
+        probe = probe[probe["fraction"].isna() | np.isclose(probe["fraction"].astype(float), 1)]
+    if "label_noise" in probe:
+        probe = probe[probe["label_noise"].isna() | (probe["label_noise"].astype(float) == 0)]
+    out = {}
+    for name in cells:
+        backbone, task = name.split(" / ")[:2]
+        if kinds.get(task) != "ood" or task not in TASKS:
+            continue
+        values = probe[(probe["backbone"] == backbone) & (probe["task"] == task)]["value"]
+        chance = chance_accuracy(task)
+        if values.empty:
+            out[name] = "OOD task without a stored clean linear probe to show it carries signal"
+        elif values.mean() < chance + OOD_SIGNAL_MARGIN:
+            out[name] = (f"OOD task near chance: clean LP {values.mean():.1f} % against chance "
+                         f"{chance:.1f} % (needs +{OOD_SIGNAL_MARGIN:g} points)")
+    return out
 
 
 @dataclass
@@ -1019,18 +1158,100 @@ class ScoreRow:
     cells: dict[str, Interval]
     secondary: dict[str, Interval]
     verdict: str
+    reason: str = ""                 # why the verdict is what it is, in words
+    control: Interval | None = None  # Claim.control's headline, when the claim has one
 
 
-def score(index: pd.DataFrame, claim: Claim, scale: str) -> ScoreRow:
-    """Measure ``claim`` at ``scale`` and give it its verdict. Used by the scorecard page."""
+def score(index: pd.DataFrame, claim: Claim | str, scale: str) -> ScoreRow:
+    """Measure ``claim`` at ``scale`` and give it its verdict (:data:`VERDICT_RULE`, caps
+    included). Used by the scorecard page and, through :func:`claim_sentences`, every chapter.
+    """
     m = measure(index, claim, scale)
+    claim = m.claim
     cells = {name: t_interval(s.to_numpy()) for name, s in m.cells.items()}
     headline = t_interval(m.headline.to_numpy()) if m.cells else None
     if headline is not None and headline.n == 0:
         # Cells without a shared replicate: no headline interval, the mean of cell means.
         headline = Interval(float(np.mean([c.mean for c in cells.values()])), None, None, 0)
     secondary = {k: t_interval(v.to_numpy()) for k, v in m.secondary.items() if len(v)}
-    return ScoreRow(m, headline, cells, secondary, verdict(headline, cells, claim.direction))
+    control = t_interval(m.control.to_numpy()) if m.control is not None and len(m.control) \
+        else None
+    result = verdict(headline, cells, claim.direction)
+    reason = VERDICT_MEANING[result]
+    if result == "untestable":
+        reason = f"one replicate ({m.replicate}): no interval"
+    if result == "not run" and m.excluded:
+        result, reason = "untestable", m.missing
+    signs = {int(np.sign(iv.mean)) for iv in cells.values() if np.isfinite(iv.mean)} - {0}
+    if len(signs) > 1:
+        reason = "opposite signs across tasks, judged per task: " + reason
+    by_model = m.replicate.startswith("pre-training seed")
+    if claim.about_pretraining and result in ("reproduced", "partly", "inconclusive") and (
+            not by_model or m.pretrain_seeds < MIN_PRETRAIN_SEEDS):
+        result = "untestable"
+        reason = (f"a claim about pre-training noise, measured over {m.pretrain_seeds} "
+                  f"pre-training seed{'s' if m.pretrain_seeds != 1 else ''} (needs "
+                  f"{MIN_PRETRAIN_SEEDS}); replicate = {m.replicate}")
+    return ScoreRow(m, headline, cells, secondary, result, reason, control)
+
+
+def claim_sentences(claim_ids, scale: str, index: pd.DataFrame | None = None, *,
+                    link: str = "../book/scorecard.html") -> str:
+    """Markdown verdicts for ``claim_ids`` at ``scale``: one bullet per claim with the effect,
+    its 95 % interval, the replicates, the verdict and why, and a link to the scorecard row.
+
+    The chapters print their verdicts with this, so a chapter and the scorecard can never
+    disagree: both come from :func:`score`. Used by chapters 01, 02, 03 and 06.
+    """
+    index = load_index() if index is None else index
+    lines = []
+    for cid in claim_ids:
+        r = score(index, cid, scale)
+        c, m = r.measurement.claim, r.measurement
+        if r.headline is None:
+            effect = f"not measured here ({m.missing})"
+        else:
+            effect = f"{c.effect}: {r.headline.format(c.digits)}"
+        text = (f"- **{c.id}** {c.title} (paper: {c.source}). {effect}; replicate = "
+                f"{m.replicate}. **{r.verdict}**: {r.reason}.")
+        if len(r.cells) > 1 or m.excluded:
+            text += " Per task: " + "; ".join(
+                f"{name.split(' / ', 1)[1]} {iv.format(c.digits)}"
+                for name, iv in r.cells.items())
+            if m.excluded:
+                text += "; left out: " + "; ".join(
+                    f"{name.split(' / ', 1)[1]} ({why})" for name, why in m.excluded.items())
+            text += "."
+        if c.control is not None:
+            text += (f" Control, {c.control[0]}: " + (r.control.format(c.digits)
+                     if r.control is not None else "not stored at this scale") + _control_note(r))
+        lines.append(text + f" <a href=\"{link}#{claim_anchor(c.id, scale)}\">Scorecard "
+                     f"row</a>.")
+    return "\n".join(lines)
+
+
+def _control_note(r: ScoreRow) -> str:
+    """What the MLP control says about an "NMTune beats LP" claim."""
+    if r.control is not None and r.control.excludes_zero() and r.control.mean > 0:
+        return (": the MLP head alone beats LP too, so this comparison says nothing about "
+                "NMTune's regularisers; NMTune minus MLP tuning is the claim that tests them.")
+    return "."
+
+
+#: The chapter that shows each claim family (by id prefix; C claims by their first two
+#: characters), for the links between chapters and scorecard rows.
+CLAIM_CHAPTERS = {
+    "T": "01_noisy_pretraining", "C1": "02_linear_probe", "C2": "02_linear_probe",
+    "C3": "05_full_finetune", "C4": "03_feature_spectrum", "C5": "03_feature_spectrum",
+    "C6": "06_nmtune", "C7": "06_nmtune", "C8": "04_lora", "C9": "06_nmtune",
+    "K": "06_nmtune", "A": "08_asymmetric_noise", "N": "09_noisy_downstream",
+    "P": "07_practical_models", "B": "11_ablations",
+}
+
+
+def claim_anchor(cid: str, scale: str) -> str:
+    """The HTML id of a claim's row at a scale on the scorecard page (links from chapters)."""
+    return f"{scale}-{cid}".lower().replace("_", "-")
 
 
 # -- the page -------------------------------------------------------------------------------------
@@ -1137,23 +1358,27 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
         counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
         lines += [f"## {label[0].upper() + label[1:]}", "",
                   "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
-                  "| Claim | Paper | Effect measured | Claimed | Our effect, 95 % interval (n) "
-                  "| Verdict | Units |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| Claim | Effect measured | Claimed | Our effect, 95 % interval (n) "
+                  "| Verdict |",
+                  "|---|---|---|---|---|"]
         for r in rows:
             c = r.measurement.claim
             effect = r.headline.format(c.digits) if r.headline is not None else \
-                "not run: " + r.measurement.missing
+                "not measured"
+            chapter = CLAIM_CHAPTERS.get(c.id[0] if c.id[0] != "C" else c.id[:2])
+            where = f" ([ch. {chapter[:2]}](../notebooks/{chapter}.ipynb))" if chapter else ""
             lines.append("| " + " | ".join(_cell_text(t) for t in (
-                f"**{c.id}** {c.title}", f"\"{c.quote}\" ({c.source})", c.effect,
-                "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**",
-                _units(r.measurement.rows))) + " |")
+                f"<a href=\"#{claim_anchor(c.id, scale)}\">**{c.id}**</a> {c.title}{where}", c.effect,
+                "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**")) + " |")
         lines += ["", f"### Details at the {scale} scale", ""]
         for r in rows:
             m = r.measurement
             c = m.claim
+            head = (f"- <span id=\"{claim_anchor(c.id, scale)}\"></span>**{c.id}** "
+                    f"(\"{_cell_text(c.quote)}\", {c.source}): **{r.verdict}**, "
+                    f"{_cell_text(r.reason)}")
             if r.headline is None:
-                lines.append(f"- **{c.id}**: not run ({m.missing}).")
+                lines.append(f"{head}.")
                 continue
             parts = [f"replicate = {m.replicate}"]
             if len(r.cells) > 1 or (r.headline.n == 0):
@@ -1163,10 +1388,16 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
                 parts.append(f"cell: {next(iter(r.cells))}")
             for label, iv in r.secondary.items():
                 parts.append(f"{label}: {iv.format(c.digits)}")
+            if r.control is not None:
+                parts.append(f"control, {c.control[0]}: {r.control.format(c.digits)}"
+                             + _control_note(r).rstrip("."))
+            for name, why in m.excluded.items():
+                parts.append(f"left out: {name} ({why})")
             if m.duplicates:
                 parts.append(f"{m.duplicates} replicate values average more than one stored "
                              f"unit with the same labels")
-            lines.append(f"- **{c.id}**: " + _cell_text("; ".join(parts)) + ".")
+            parts.append(f"units: {_units(m.rows)}")
+            lines.append(f"{head}. " + _cell_text("; ".join(parts)) + ".")
         lines.append("")
     absent = [s for s in (asked or []) if s not in shown and s not in other]
     if other:

@@ -18,9 +18,13 @@ T2 = 4.302652729911275  # t(0.975, 2 degrees of freedom), from a printed t table
 
 
 def _tune_rows(values: dict, *, method="lp", task="synthetic_id", scale="tiny",
-               backbone="resnet_micro", test_sets=("test",), pretrain_seed=0, lam=0.01,
+               backbone="resnet_micro", test_sets=("test",), pretrain_seed=None, lam=0.01,
                experiment=None, metric="accuracy", offsets=None, label_noise=0.0, **extra):
-    """Rows of tuning units: values = {noise: [value of downstream seed 0, 1, ...]}.
+    """Rows of tuning units: values = {noise: [value of replicate 0, 1, ...]}.
+
+    Without ``pretrain_seed`` a replicate is a pre-training seed (one downstream seed each, as
+    at the cpu_seeds scale); with it, the values are downstream seeds 0, 1, ... of that one
+    pre-trained model.
 
     OOD tasks (several test sets) also get the 'mean' row, as nml.experiments writes it;
     ``offsets`` shifts each target domain so the mean is what ``values`` says.
@@ -31,11 +35,12 @@ def _tune_rows(values: dict, *, method="lp", task="synthetic_id", scale="tiny",
     offsets = offsets or [0.0] * len(test_sets)
     rows = []
     for noise, seeds in values.items():
-        for seed, value in enumerate(seeds):
-            key = (f"{experiment}-{method}-{backbone}-{task}-{noise}-{pretrain_seed}-{seed}-"
+        for rep, value in enumerate(seeds):
+            pseed, seed = (rep, 0) if pretrain_seed is None else (pretrain_seed, rep)
+            key = (f"{experiment}-{method}-{backbone}-{task}-{noise}-{pseed}-{seed}-"
                    f"{label_noise}-{'-'.join(map(str, extra.values()))}")
             base = {"experiment": experiment, "scale": scale, "backbone": backbone,
-                    "noise": noise, "pretrain_seed": pretrain_seed, "seed": seed,
+                    "noise": noise, "pretrain_seed": pseed, "seed": seed,
                     "method": method, "task": task, "metric": metric, "fraction": 1.0,
                     "lam": lam, "label_noise": label_noise, "key": key, **extra}
             for ts, off in zip(test_sets, offsets):
@@ -81,8 +86,15 @@ def test_slight_noise_benefit_is_reproduced_with_the_hand_interval():
     assert row.headline.mean == pytest.approx(np.mean(diffs))
     assert row.headline.lo == pytest.approx(np.mean(diffs) - T2 * sd / math.sqrt(3))
     assert row.headline.hi == pytest.approx(np.mean(diffs) + T2 * sd / math.sqrt(3))
-    assert row.measurement.replicate.startswith("downstream seed")
+    assert row.measurement.replicate == "pre-training seed"
     assert row.verdict == "reproduced"
+    # The same numbers as downstream seeds of one pre-trained model cannot test a claim
+    # about pre-training noise: capped at untestable, whatever the interval.
+    one_model = sc.score(_index(_tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [71.5, 72.2, 73.9]},
+                                           pretrain_seed=0)), _by_id("C1"), "tiny")
+    assert one_model.measurement.replicate.startswith("downstream seed")
+    assert one_model.headline.excludes_zero() and one_model.verdict == "untestable"
+    assert "1 pre-training seed" in one_model.reason
     assert set(row.measurement.rows["key"]) and len(row.measurement.rows) == 9
 
 
@@ -122,7 +134,7 @@ def test_flat_and_wrong_sign_effects_are_not_reproduced():
     row = sc.score(flat, _by_id("C1"), "tiny")
     assert row.headline.mean == pytest.approx((0.5 - 0.6 + 0.2) / 3)
     assert not row.headline.excludes_zero()
-    assert row.verdict == "partly"          # right sign, interval includes 0
+    assert row.verdict == "inconclusive"    # right sign, interval includes 0
     worse = _index(_tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [68.0, 69.2, 69.9]}))
     assert sc.score(worse, _by_id("C1"), "tiny").verdict == "not reproduced at this scale"
     slightly_worse = _index(_tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [69.5, 71.6, 71.7]}))
@@ -167,14 +179,20 @@ def test_ood_harm_uses_the_mean_over_targets_and_the_slope():
     assert row.secondary["slope per 10 points of noise"].mean == pytest.approx(np.mean(slopes))
 
 
-def test_lsvr_of_ood_spectra_averages_targets_and_one_replicate_is_partly():
+def test_lsvr_of_ood_spectra_averages_targets_and_one_replicate_is_untestable():
     spectra = _index(_tune_rows({0.0: [2.0], 0.1: [2.1], 0.3: [2.3]}, method="frozen",
                                 task="synthetic_ood_photo", metric="lsvr",
                                 test_sets=("train", *OOD_SETS), offsets=[9.0, 0.1, 0.2, 0.3]))
+    # Without a clean linear probe showing the OOD task carries signal, it cannot enter.
+    gated = sc.score(spectra, _by_id("C5"), "tiny")
+    assert gated.verdict == "untestable" and "without a stored clean linear probe" in \
+        gated.reason
+    probe = _tune_rows({0.0: [35.0]}, task="synthetic_ood_photo", test_sets=OOD_SETS)
+    spectra = _index(spectra.to_dict("records"), probe)
     row = sc.score(spectra, _by_id("C5"), "tiny")
     assert row.headline.n == 1 and row.headline.mean == pytest.approx(0.3)
     assert row.measurement.replicate == "pre-training seed"
-    assert row.verdict == "partly"
+    assert row.verdict == "untestable"
     assert "no interval" in row.headline.format(4)
 
 
@@ -215,7 +233,8 @@ def test_pretraining_accuracy_claim():
     assert row.headline.n == 2 and row.headline.mean == pytest.approx(6.0)
     half = stats.t.ppf(0.975, 1) * np.std([5.0, 7.0], ddof=1) / math.sqrt(2)
     assert row.headline.lo == pytest.approx(6.0 - half)
-    assert row.verdict == "partly"   # n=2: the interval is wide and includes 0
+    # n=2 pre-training seeds: fewer than 3, so a pre-training claim is untestable here.
+    assert row.verdict == "untestable" and "2 pre-training seeds" in row.reason
     # Without the noise_type column (a bare index.csv) symmetric and asymmetric models of
     # experiment pretrain cannot be told apart: not run.
     bare = sc.score(_index(rows).drop(columns="noise_type"), _by_id("T1"), "tiny")
@@ -266,6 +285,34 @@ def test_pretraining_accuracy_uses_symmetric_models_only(tmp_path):
     assert m.headline.to_dict() == pytest.approx({0: 30.0 - 28.0})
 
 
+def test_ood_tasks_near_chance_do_not_enter():
+    """An OOD task whose clean model probes at chance (+ less than 10 points) is left out."""
+    strong = _tune_rows({0.0: [50.0, 51.0, 52.0], 0.3: [44.0, 45.5, 45.0]},
+                        task="synthetic_ood_photo", test_sets=OOD_SETS)
+    # synthetic_ood_sketch has 10 classes: 15 % is within 10 points of the 10 % chance.
+    weak = _tune_rows({0.0: [15.0, 15.2, 14.9], 0.3: [18.0, 18.5, 17.0]},
+                      task="synthetic_ood_sketch", test_sets=OOD_SETS)
+    row = sc.score(_index(strong, weak), _by_id("C2"), "tiny")
+    assert list(row.cells) == ["resnet_micro / synthetic_ood_photo"]
+    assert "near chance" in row.measurement.excluded["resnet_micro / synthetic_ood_sketch"]
+    assert row.headline.mean == pytest.approx(np.mean([6.0, 5.5, 7.0]))
+    assert row.verdict == "reproduced"
+
+
+def test_rectification_needs_something_to_rectify_and_lp_control_is_reported():
+    lp = _tune_rows({0.0: [72.0, 72.0, 72.0], 0.1: [70.0, 70.5, 71.0]})   # clean best under LP
+    nm = _tune_rows({0.0: [75.0, 75.0, 75.0], 0.1: [73.0, 73.0, 73.0]}, method="nmtune")
+    c7 = sc.score(_index(lp, nm), _by_id("C7"), "tiny")
+    assert c7.verdict == "untestable" and "nothing to rectify" in c7.reason
+    mlp = _tune_rows({0.0: [74.9, 75.0, 75.1], 0.1: [73.0, 72.9, 73.1]}, method="mlp")
+    c6a = sc.score(_index(lp, nm, mlp), _by_id("C6a"), "tiny")
+    assert c6a.verdict == "reproduced"
+    assert c6a.control.mean == pytest.approx(np.mean([(2.9 + 3.0) / 2, (3.0 + 2.4) / 2,
+                                                      (3.1 + 2.1) / 2]))
+    text = sc.claim_sentences(["C6a"], "tiny", _index(lp, nm, mlp))
+    assert "says nothing about NMTune's regularisers" in text and "**reproduced**" in text
+
+
 def test_verdict_rule_on_cells():
     iv = sc.Interval
     sig_pos, sig_neg = iv(1.0, 0.5, 1.5, 3), iv(-1.0, -1.5, -0.5, 3)
@@ -275,15 +322,22 @@ def test_verdict_rule_on_cells():
     assert sc.verdict(ns_neg, {"a": sig_pos, "b": sig_neg}, +1) == "partly"
     assert sc.verdict(ns_neg, {"a": ns_neg}, +1) == "not reproduced at this scale"
     assert sc.verdict(sig_neg, {"a": sig_neg}, -1) == "reproduced"
-    assert sc.verdict(ns_pos, {"a": ns_pos}, +1) == "partly"
+    assert sc.verdict(ns_pos, {"a": ns_pos}, +1) == "inconclusive"
     assert sc.verdict(None, {}, +1) == "not run"
+    one = iv(1.0, None, None, 1)
+    assert sc.verdict(one, {"a": one}, +1) == "untestable"
+    # Opposite signs across cells are never averaged: judged per cell.
+    assert sc.verdict(ns_pos, {"a": ns_pos, "b": ns_neg}, +1) == "inconclusive"
+    assert sc.verdict(ns_pos, {"a": ns_pos, "b": sig_neg}, +1) == \
+        "not reproduced at this scale"
+    assert set(sc.VERDICT_MEANING) == set(sc.VERDICTS)
 
 
 def test_markdown_lists_every_claim_and_well_formed_tables():
     index = _index(_tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [71.5, 72.2, 73.9]}))
     text = sc.render_markdown(index, scales=("cifar", "tiny"))
     for claim in sc.CLAIMS:
-        assert f"**{claim.id}** {claim.title}" in text
+        assert f"**{claim.id}**</a> {claim.title}" in text
         assert f"**{claim.id} {claim.title}**" in text
     for claim, source, _ in sc.NOT_RUN_CLAIMS + sc.NOT_SCORED_CLAIMS:
         assert source in text
@@ -358,9 +412,11 @@ def test_clip_claims_read_the_clip_experiment_only():
     assert row.verdict == "reproduced"
     assert set(row.measurement.rows["metric"]) == {"zero_shot_accuracy"}
     assert sc.score(_index(zs), _by_id("T1"), "tiny").verdict == "not run"  # not supervised
-    rising = _pretrain_rows({0.0: [24.0], 0.3: [30.0]})
+    rising = _pretrain_rows({0.0: [24.0, 24.5, 25.0], 0.3: [30.0, 30.5, 29.0]})
     assert sc.score(_index(rising), _by_id("K1"), "tiny").verdict == \
         "not reproduced at this scale"
+    one_seed = _pretrain_rows({0.0: [24.0], 0.3: [30.0]})
+    assert sc.score(_index(one_seed), _by_id("K1"), "tiny").verdict == "untestable"
     # The supervised main runs do not count for CLIP claims, and the CLIP runs not for C claims.
     clip_lp = _tune_rows({0.0: [70.0, 71.0, 72.0], 0.1: [71.5, 72.2, 73.9]},
                          backbone="clip_vit_micro", experiment="clip")
@@ -391,8 +447,8 @@ def test_clip_nmtune_and_spectrum_claims():
     spectra = _tune_rows({0.0: [2.0], 0.3: [2.3]}, method="frozen", metric="lsvr",
                          backbone="clip_vit_micro", experiment="clip",
                          task="synthetic_ood_photo", test_sets=("train", *OOD_SETS))
-    k5 = sc.score(_index(spectra), _by_id("K5"), "tiny")
-    assert k5.headline.mean == pytest.approx(0.3) and k5.verdict == "partly"
+    k5 = sc.score(_index(spectra, lp), _by_id("K5"), "tiny")   # lp: the task carries signal
+    assert k5.headline.mean == pytest.approx(0.3) and k5.verdict == "untestable"
 
 
 def _asym(method, values, task="synthetic_id", test_sets=("test",)):
