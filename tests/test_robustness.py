@@ -314,3 +314,74 @@ def test_unreadable_data_and_cache_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("NML_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DataError, match="not writable by this user; set NML_CACHE"):
         data.cache_dir()
+
+
+# ------------------------------------------------------- the book builds from the store alone
+
+def test_chapter_09_builds_from_the_store_without_data(tmp_path, monkeypatch):
+    """What a newcomer's `make book` runs: no NML_DATA, an empty cache, the committed store."""
+    papermill = pytest.importorskip("papermill")
+    from pathlib import Path
+    chapter = Path(__file__).resolve().parents[1] / "notebooks" / "09_noisy_downstream.ipynb"
+    monkeypatch.delenv("NML_DATA", raising=False)
+    monkeypatch.delenv("NML_RESULTS", raising=False)
+    monkeypatch.setenv("NML_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PYTHONPATH", str(chapter.parents[1]))
+    out = papermill.execute_notebook(str(chapter), str(tmp_path / "out.ipynb"),
+                                     kernel_name="python3", progress_bar=False,
+                                     cwd=str(chapter.parent))
+    errors = [o for c in out.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert errors == []
+    table = next(o for c in out.cells for o in c.get("outputs", [])
+                 if "Table 9.1" in str(o.get("data", {}).get("text/html", "")))
+    html = table["data"]["text/html"]
+    assert "not stored" not in html and "0.1000 (0.1000 to 0.1000" in html
+    assert not (tmp_path / "empty-cache").exists() or not any(
+        (tmp_path / "empty-cache").rglob("cifar*"))   # no dataset was decoded
+
+
+def test_noisy_downstream_units_store_their_realised_noise_rate(tmp_path):
+    """New units carry train_noise_rate; the migration script adds the very same value to an
+    old unit without it, leaving its key, config and other rows unchanged."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nml.experiments import Pipeline
+    from nml.tune import downstream_train_labels
+
+    pipe = Pipeline("tiny", store=ResultStore(tmp_path / "r"), device="cpu", progress=False)
+    task = pipe.task("synthetic_id")
+    cfg = pipe.tune_config("lp", seed=1, label_noise=0.3, epochs=1)
+    _, noisy, rate = downstream_train_labels(task.train.labels, len(task.train.classes), cfg)
+    assert rate == pytest.approx(0.3, abs=1e-3)
+    assert float((noisy != task.train.labels).double().mean()) == pytest.approx(rate)
+
+    # A stored unit computed the new way: train features stand in for a pre-trained model's.
+    feats = torch.randn(len(task.train), 8)
+    tests = {"test": (torch.randn(len(task.tests["test"]), 8), task.tests["test"].labels)}
+    result = tune_on_features(feats, task.train.labels, tests, 10, cfg, progress=False)
+    assert result.train_noise_rate == rate
+
+    store = ResultStore(tmp_path / "old")
+    pcfg = pipe.pretrain_config("resnet_micro", 0.1, 0)
+    unit_config = {"pretrain": pcfg.to_dict(), "task": "synthetic_id", "test_limit": None,
+                   "image_size": 16, "tune": cfg.to_dict()}
+    base = {"scale": "tiny", "backbone": "resnet_micro", "noise": 0.1, "pretrain_seed": 0,
+            "seed": 1, "method": "lp", "task": "synthetic_id", "fraction": 1.0, "lam": 0.01,
+            "label_noise": 0.3}
+    old = store.put("noisy_downstream", unit_config, UnitOutput(
+        [{**base, "test_set": "test", "metric": "accuracy", "value": 50.0}]))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "add_downstream_noise_rates.py"
+    for _ in range(2):   # the second run finds nothing to do
+        subprocess.run([sys.executable, str(script), "--results", str(store.root)], check=True,
+                       capture_output=True, env={**__import__("os").environ,
+                                                 "PYTHONPATH": str(script.parents[1])})
+    new = store.get("noisy_downstream", unit_config)
+    assert new.key == old.key and new.config == old.config
+    assert new.rows["metric"].tolist() == ["accuracy", "train_noise_rate"]
+    assert new.rows["value"].tolist() == [50.0, rate]
+    assert json.loads((store.root / "noisy_downstream" / f"{old.key}.json").read_text())[
+        "info"]["migrations"][0]["added"] == "row train_noise_rate"
+    assert store.check() == []
