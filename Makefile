@@ -57,17 +57,32 @@ $(PLOTLY_JS): $(STAMP)
 
 # The execution cache (_build/.jupyter_cache) re-runs a notebook only when its code changed. The
 # chapters' outputs also depend on the stored results and on nml itself, so when anything under
-# results/ or nml/ is newer than the last successful build, the cache is cleared first.
+# results/ or nml/ is newer than the cache (CACHE_STAMP, touched as each build starts), the
+# cache is cleared first.
 # -W --keep-going: any Sphinx / myst-nb warning (an output the builder cannot render, a broken
 # reference, a notebook that fails) fails the build, after reporting all of them.
-BOOK_STAMP := _build/.book-inputs.stamp
+# A failed build stays failed: BOOK_STAMP exists only after a build that succeeded AND whose
+# pages hold no cell error output (python -m nml.bookcheck). When it is missing, the last build
+# failed or was interrupted, so Sphinx's saved state (_build/.doctrees) is dropped and every page
+# is read again: a notebook that failed executes again (and fails again until it is fixed)
+# instead of an incremental build skipping it and reporting success.
+BOOK_STAMP := _build/.book-ok.stamp
+CACHE_STAMP := _build/.book-inputs.stamp
 book: $(STAMP) $(PLOTLY_JS)
-	@if [ -f $(BOOK_STAMP) ] && [ -n "$$(find results nml -newer $(BOOK_STAMP) -type f ! -name '*.pyc' -print -quit 2>/dev/null)" ]; then \
-	  echo "results/ or nml/ changed since the last build: re-executing every chapter"; \
+	@if [ ! -f $(CACHE_STAMP) ] || [ -n "$$(find results nml -newer $(CACHE_STAMP) -type f ! -name '*.pyc' -print -quit 2>/dev/null)" ]; then \
+	  if [ -d _build/.jupyter_cache ]; then echo "results/ or nml/ changed since the cached run: re-executing every chapter"; fi; \
 	  rm -rf _build/.jupyter_cache; \
 	fi
+	@if [ ! -f $(BOOK_STAMP) ] && [ -d _build/.doctrees ]; then \
+	  echo "the last make book failed or was interrupted: reading every page again"; \
+	  rm -rf _build/.doctrees; \
+	fi
+	@rm -f $(BOOK_STAMP)
+	@mkdir -p _build && touch $(CACHE_STAMP)
 	$(BIN)/jupyter-book build . --builder html -W --keep-going $(BOOK_ARGS)
+	$(PY) -m nml.bookcheck _build/html
 	@touch $(BOOK_STAMP)
+	@echo "make book: built _build/html; no page holds an error output"
 
 browser-test: $(STAMP)
 	@$(PY) -m pytest tests/browser -v $(PYTEST_ARGS); rc=$$?; \

@@ -4,6 +4,9 @@ Every subcommand stores its results in the result store (``--results``, default 
 and prints them as JSON lines. Bad input (an unknown dataset, a noise ratio of 1.5, a config key
 that does not exist) ends with one line naming the problem and exit code 2, not a traceback.
 
+``python -m nml store check`` / ``store rebuild`` compare ``results/index.csv`` with the unit
+files (the truth) and rewrite it from them.
+
 Used by book/rerun.md (rerunning the book's units from a shell), the text grid of chapter
 07_practical_models (``python -m nml practical``) and the benchmarks of chapter 10_runtime.
 """
@@ -19,18 +22,26 @@ from .errors import ConfigError, NMLError
 __all__ = ["main", "parse_overrides"]
 
 
-def parse_overrides(pairs: list[str] | None) -> dict:
-    """``["lr=0.1", "augment=true", "optimizer=sgd"]`` -> typed dict (JSON values, else str)."""
+def parse_overrides(pairs: list[str] | None, flags: dict[str, str] | None = None) -> dict:
+    """``["lr=0.1", "augment=true", "optimizer=sgd"]`` -> typed dict (JSON values, else str).
+
+    ``flags`` maps the config keys that the subcommand sets from its own flags to those flags
+    (``{"seed": "--seed"}``): such a key in ``--set`` is an error that names the flag to use.
+    """
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise NMLError(f"--set takes KEY=VALUE, got {pair!r}; e.g. --set epochs=10")
         key, text = pair.split("=", 1)
+        key = key.strip()
+        if flags and key in flags:
+            raise ConfigError(f"--set {key}=... collides with the flag {flags[key]}; pass "
+                              f"{flags[key]} {text} instead")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        out[key.strip()] = value
+        out[key] = value
     return out
 
 
@@ -51,7 +62,8 @@ def _print_rows(unit) -> None:
 def _cmd_pretrain(args) -> None:
     pipe = _pipeline(args)
     pcfg = pipe.pretrain_config(args.backbone or pipe.scale.backbones[0], args.noise, args.seed,
-                                **parse_overrides(args.set))
+                                **parse_overrides(args.set, {"backbone": "--backbone",
+                                                             "noise": "--noise", "seed": "--seed"}))
     _print_rows(pipe.pretrain(pcfg))
 
 
@@ -59,7 +71,8 @@ def _cmd_tune(args) -> None:
     pipe = _pipeline(args)
     pcfg = pipe.pretrain_config(args.backbone or pipe.scale.backbones[0], args.noise,
                                 args.pretrain_seed)
-    tcfg = pipe.tune_config(args.method, seed=args.seed, **parse_overrides(args.set))
+    tcfg = pipe.tune_config(args.method, seed=args.seed,
+                            **parse_overrides(args.set, {"method": "--method", "seed": "--seed"}))
     _print_rows(pipe.tune(pcfg, args.task or pipe.scale.tasks[0], tcfg))
 
 
@@ -81,7 +94,10 @@ def _cmd_grid(args) -> None:
     from .results import ResultStore
     params = ChapterParams.from_dict(scale=args.scale, noise=args.noise, backbone=args.backbone,
                                      task=args.task, data_root=args.data_root,
-                                     device=args.device, **parse_overrides(args.set))
+                                     device=args.device, **parse_overrides(args.set, {
+                                         "scale": "--scale", "noise": "--noise",
+                                         "backbone": "--backbone", "task": "--task",
+                                         "data_root": "--data-root", "device": "--device"}))
     chapters = CHAPTERS if args.chapter == "all" else tuple(args.chapter.split(","))
     store = ResultStore(args.results)
     if args.by_model:
@@ -137,6 +153,27 @@ def _cmd_bench(args) -> None:
     else:
         result = run_benchmark(args.which, **kwargs)
     print(json.dumps(result, default=str))
+
+
+def _cmd_store(args) -> int:
+    from .results import ResultStore
+    store = ResultStore(args.results)
+    if not store.root.is_dir():
+        raise NMLError(f"no result store at {store.root}; pass --results <folder>")
+    if args.action == "rebuild":
+        index = store.refresh_index()
+        print(f"rebuilt {store.root / 'index.csv'} from the unit files: {len(index)} rows, "
+              f"{index['key'].nunique() if len(index) else 0} units")
+        return 0
+    problems = store.check()
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"# {len(problems)} disagreement(s) between the units and index.csv; repair with "
+              f"`python -m nml store rebuild`", file=sys.stderr)
+        return 1
+    print(f"# index.csv agrees with every unit under {store.root}", file=sys.stderr)
+    return 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -220,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None, help="result store (default: results/)")
     p.set_defaults(func=_cmd_bench)
 
+    p = sub.add_parser("store", help="check index.csv against the stored units, or rebuild it")
+    p.add_argument("action", choices=["check", "rebuild"],
+                   help="check: list every disagreement (exit 1 if any); rebuild: rewrite "
+                        "index.csv from the unit files, which are the truth")
+    p.add_argument("--results", default=None, help="result store (default: results/)")
+    p.set_defaults(func=_cmd_store)
+
     from .scorecard import add_parser as add_scorecard_parser
     add_scorecard_parser(sub)
     return parser
@@ -228,8 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except NMLError as err:
         print(f"nml: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    except OSError as err:
+        if err.filename is None:   # not about a file or folder: a bug, keep its traceback
+            raise
+        print(f"nml: error: cannot use {err.filename}: {err.strerror}; check that it exists "
+              f"and that this user may read and write it (or pass another --results / "
+              f"--data-root)", file=sys.stderr)
+        return 2
+    return code if isinstance(code, int) else 0

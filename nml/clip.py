@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, DataError
+from .guards import check_loss, check_parameters, peak_lr
 
 __all__ = ["CLIP_BACKBONES", "is_clip_backbone", "build_clip_backbone", "ClipBackbone",
            "caption_templates", "class_texts", "caption_table", "pretrain_clip",
@@ -300,6 +301,7 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     cuda = device.type == "cuda"
     epochs = tqdm(range(start_epoch, end_epoch), desc=f"CLIP {cfg.backbone} noise={cfg.noise:g}",
                   disable=not progress, leave=False)
+    top_lr = peak_lr(optimizer)
     for epoch in epochs:
         epoch_start = time.perf_counter()
         backbone.train()
@@ -323,6 +325,9 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
             else:
                 image_f, text_f, scale = out[:3]
             loss = loss_fn(image_f.float(), text_f.float(), scale.float())
+            if not cuda:   # free on a CPU; on a GPU the epoch's sum is checked below
+                check_loss(float(loss.detach()), what="CLIP pre-training", epoch=epoch + 1,
+                           step=i + 1, lr=top_lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -330,6 +335,10 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
             with torch.no_grad():   # CLIP's own practice: the temperature stays below 100
                 backbone.clip.logit_scale.clamp_(0, np.log(100))
             loss_sum += loss.detach()
+        check_loss(float(loss_sum), what="CLIP pre-training", epoch=epoch + 1,
+                   lr=top_lr)
+        check_parameters([backbone], what="CLIP pre-training", epoch=epoch + 1,
+                         lr=top_lr)
         seconds = time.perf_counter() - epoch_start
         seen = steps_per_epoch * cfg.batch_size
         history.append({"epoch": epoch + 1, "loss": float(loss_sum) / steps_per_epoch,

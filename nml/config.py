@@ -21,7 +21,15 @@ from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type
 
 from .errors import ConfigError
 
-__all__ = ["Config", "check_type", "check_range", "config_hash"]
+__all__ = ["Config", "check_type", "check_range", "config_hash", "MAX_LR", "MAX_WEIGHT_DECAY"]
+
+#: Largest learning rate a config accepts. torch refuses an optimiser step whose scalar does not
+#: fit a float32 (3.4e38): AdamW's first step is lr / 0.1 (bias correction), and lr x weight
+#: decay must fit too. Far above any useful value, so a diverging lr (1e6) still runs and is
+#: stopped by nml.guards, while a value torch would reject is refused up front.
+MAX_LR = 1e30
+#: Largest weight decay a config accepts (see MAX_LR; AdamW multiplies weights by 1 - lr x wd).
+MAX_WEIGHT_DECAY = 1e3
 
 
 def _type_name(tp: Any) -> str:

@@ -259,13 +259,23 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     if not path.is_dir():
         raise DataError(f"data folder {str(path)!r} (from the {source}) does not exist; set {DATA_ENV} "
                         f"or pass root= to the folder holding the dataset tarballs and SHA256SUMS")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise DataError(f"data folder {str(path)!r} (from the {source}) cannot be read by this user; "
+                        f"make it readable (chmod u+rx) or point {DATA_ENV} / root= elsewhere")
     return path
 
 
 def cache_dir() -> Path:
     """Where decoded tensors are cached: ``$NML_CACHE``, default ``~/.cache/nml`` (created)."""
     path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "nml").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cache folder {str(path)!r} cannot be created ({err.strerror}); set "
+                        f"{CACHE_ENV} to a folder this user may write") from None
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise DataError(f"cache folder {str(path)!r} is not writable by this user; set "
+                        f"{CACHE_ENV} to a folder this user may write")
     return path
 
 
@@ -680,8 +690,12 @@ def _load_imagefolder(path_text: str, split: str, domain: str | None, image_size
     for g in wanted:
         for c in class_names:
             cdir = group_dirs[g] / c
-            if cdir.is_dir():
-                files += [(g, c, p) for p in _list_images(cdir)]
+            found = _list_images(cdir) if cdir.is_dir() else []
+            if not found:   # a class with no images in one split would be silently unlearnable
+                raise DataError(f"{name}: class {c!r} has no images in {group_dirs[g]} (folder "
+                                f"{cdir} is {'empty' if cdir.is_dir() else 'missing'}); add its "
+                                f"images there or remove the class folder everywhere")
+            files += [(g, c, p) for p in found]
     if not files:
         raise DataError(f"{name} has no images under the folders for {wanted}")
     fingerprint = hashlib.sha256()

@@ -16,3 +16,7 @@ class ConfigError(NMLError):
 
 class DataError(NMLError):
     """A dataset is unknown, missing, corrupt, or too small for what was asked."""
+
+
+class DivergedError(NMLError):
+    """A training loss (or the weights) became NaN or infinite: the run is stopped, not stored."""

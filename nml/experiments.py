@@ -140,10 +140,12 @@ def get_scale(scale: str | Scale) -> Scale:
 def _device(device: str | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    from .guards import torch_device
+    parsed = torch_device(device)
+    if parsed.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is visible; "
                           f"use device='cpu' or run on a GPU machine")
-    return torch.device(device)
+    return parsed
 
 
 class Pipeline:
@@ -372,6 +374,9 @@ class Pipeline:
             rows = [{**base, **m} for m in result.metrics]
             if kind == "ood":
                 rows += _mean_over_targets(rows, base)
+            if tcfg.label_noise > 0:   # chapter 09 shows it: stored, never recomputed
+                rows.append({**base, "test_set": "train", "metric": "train_noise_rate",
+                             "value": result.train_noise_rate})
             return UnitOutput(rows=rows, arrays=result.singular_values,
                               info={"history": result.history}, device=str(self.device),
                               data_checksum=self._checksum(pcfg.dataset,

@@ -45,8 +45,9 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from .config import Config, check_range
+from .config import MAX_LR, MAX_WEIGHT_DECAY, Config, check_range
 from .errors import ConfigError, DataError, NMLError
+from .guards import check_loss, check_parameters, peak_lr, torch_device
 
 __all__ = ["PretrainConfig", "PretrainResult", "pretrain", "resolve_device", "use_bf16",
            "cpu_supports_bf16",
@@ -93,9 +94,9 @@ class PretrainConfig(Config):
         check_range("train_fraction", self.train_fraction, 0.0, 1.0, lo_inclusive=False)
         check_range("seed", self.seed, 0, 2**32 - 1)
         if self.lr is not None:
-            check_range("lr", self.lr, 0.0, None, lo_inclusive=False)
+            check_range("lr", self.lr, 0.0, MAX_LR, lo_inclusive=False)
         if self.weight_decay is not None:
-            check_range("weight_decay", self.weight_decay, 0.0, None)
+            check_range("weight_decay", self.weight_decay, 0.0, MAX_WEIGHT_DECAY)
         if self.image_size is not None:
             check_range("image_size", self.image_size, 8, None)
         if self.noise_type == "asymmetric":
@@ -172,7 +173,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = torch_device(device)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {str(device)!r} was asked for but no CUDA GPU is visible; "
@@ -255,17 +256,22 @@ class _TrainStep:
     """
 
     def __init__(self, model: nn.Module, optimizer, scheduler, *, mean, std, device: torch.device,
-                 augment: bool, label_smoothing: float, bf16: bool | None = None):
+                 augment: bool, label_smoothing: float, bf16: bool | None = None,
+                 check_each_step: bool = False):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.mean, self.std, self.device = mean, std, device
         self.augment, self.label_smoothing = augment, label_smoothing
         self.bf16 = device.type == "cuda" if bf16 is None else bf16
+        # On a CPU reading the loss costs nothing, so a diverged step stops the run at once; on
+        # a GPU that read would stall every step, and the epoch's loss sum is checked instead.
+        self.check_each_step = check_each_step
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, epoch: int = 0) -> None:
         self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), device=self.device, dtype=torch.long)
         self.seen = 0
+        self.epoch, self.steps = epoch, 0
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  generator: torch.Generator | None) -> None:
@@ -279,6 +285,10 @@ class _TrainStep:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(x)
         loss = nnf.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        self.steps += 1
+        if self.check_each_step:
+            check_loss(float(loss.detach()), what="pre-training", epoch=self.epoch,
+                       step=self.steps, lr=peak_lr(self.optimizer))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -529,7 +539,8 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
         images = train.images.to(device)
         labels = torch.as_tensor(noisy, dtype=torch.long).to(device)
         step = _TrainStep(model, optimizer, scheduler, mean=mean, std=std, device=device,
-                          augment=cfg.augment, label_smoothing=cfg.label_smoothing, bf16=bf16)
+                          augment=cfg.augment, label_smoothing=cfg.label_smoothing, bf16=bf16,
+                          check_each_step=device.type == "cpu" and world == 1)
 
         epochs = tqdm(range(start_epoch, end_epoch), desc=f"pretrain {cfg.backbone} "
                       f"noise={cfg.noise:g}", disable=(not progress) or rank != 0, leave=False)
@@ -542,7 +553,7 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
                 _stream_seed(cfg.seed, epoch, _AUGMENT, rank))
             order = _shard(torch.randperm(len(train), generator=order_gen), rank, world)
             order = order.to(device)
-            step.reset()
+            step.reset(epoch + 1)
             for i in range(steps_per_epoch):
                 batch = order[i * local_batch:(i + 1) * local_batch]
                 step(images[batch], labels[batch], aug_gen)
@@ -553,6 +564,9 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
                                       torch.tensor(float(seen), device=device)])
                 dist.all_reduce(totals)
                 loss_sum, correct, seen = totals[0], totals[1], float(totals[2])
+            # Every rank sees the same all-reduced sum, so every rank stops together.
+            check_loss(float(loss_sum), what="pre-training", epoch=epoch + 1, lr=lr)
+            check_parameters([backbone], what="pre-training", epoch=epoch + 1, lr=lr)
             seconds = time.perf_counter() - epoch_start
             history.append({"epoch": epoch + 1, "loss": float(loss_sum) / seen,
                             "train_acc": 100.0 * float(correct) / seen,

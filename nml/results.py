@@ -65,8 +65,13 @@ def default_cache_root() -> Path:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except PermissionError:
+        raise NMLError(f"cannot write {path}: permission denied on {path.parent}; make it "
+                       f"writable, or point NML_RESULTS / NML_CACHE (or --results) at a folder "
+                       f"this user may write") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -184,6 +189,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _check_finite(experiment: str, output: UnitOutput) -> None:
+    """Refuse a unit with a NaN / inf number in its rows or arrays: it is never stored."""
+    for row in output.rows:
+        for name, value in row.items():
+            if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+                raise NMLError(
+                    f"{experiment} result row {row.get('metric', '')!r} has {name} = {value}: "
+                    f"the run did not finish with finite numbers, so it is not stored (a stored "
+                    f"unit with the same config is kept); fix the run (e.g. a lower lr) and rerun")
+    for name, arr in output.arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise NMLError(f"{experiment} result array {name!r} holds NaN or inf: the unit is not "
+                           f"stored (a stored unit with the same config is kept)")
+
+
+#: The index's key column: every stored unit's key is 16 hexadecimal digits (see config_hash).
+_KEY_PATTERN = r"^[0-9a-f]{16}$"
+
+
 class ResultStore:
     """Finished units on disk, keyed by config hash; see the module docstring for the layout."""
 
@@ -211,6 +236,9 @@ class ResultStore:
             return None
         try:
             record = json.loads(json_path.read_text())
+        except PermissionError:
+            raise NMLError(f"cannot read stored result {json_path}: permission denied; make it "
+                           f"readable (chmod u+r)") from None
         except json.JSONDecodeError as err:
             raise NMLError(f"stored result {json_path} is not valid JSON ({err}); delete it and "
                            f"rerun to recompute that unit") from None
@@ -239,6 +267,7 @@ class ResultStore:
         if not experiment.replace("_", "").isalnum():
             raise NMLError(f"experiment name {experiment!r} must be letters, digits and '_'")
         key = self.key(experiment, config)
+        _check_finite(experiment, output)
         payload = _config_payload(config)
         rows = []
         for row in output.rows:
@@ -281,8 +310,14 @@ class ResultStore:
     # -- the index ------------------------------------------------------------------------
     @contextlib.contextmanager
     def _lock(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as fh:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fh = open(self.root / ".lock", "w")
+        except PermissionError:
+            raise NMLError(f"cannot write to the result store {self.root}: permission denied; "
+                           f"make it writable or pass another store (--results / "
+                           f"$NML_RESULTS)") from None
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -316,29 +351,131 @@ class ResultStore:
         with self._lock():
             return self._rebuild_locked()
 
-    def _update_index(self, key: str, rows: pd.DataFrame) -> None:
-        """Replace one unit's rows in ``index.csv`` (a full rebuild only when it is unreadable).
+    def _read_index(self) -> tuple[pd.DataFrame | None, str | None]:
+        """``index.csv`` and None when it is whole; None and what is wrong when it is damaged.
 
-        Rebuilding from every unit on each write costs seconds once the store holds thousands
-        of units; replacing one unit's rows under the lock keeps the index exact and cheap.
+        Damage: missing or unreadable file, a last line cut short (a crash or a full disk
+        mid-write), a header without the index columns, or rows without a valid unit key.
         """
         path = self.root / "index.csv"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None, "index.csv is missing"
+        except OSError as err:
+            raise NMLError(f"cannot read {path} ({err.strerror}); fix its permissions "
+                           f"(e.g. chmod u+rw {path})") from None
+        if raw and not raw.endswith(b"\n"):
+            return None, "the last line of index.csv is cut short"
+        try:
+            index = pd.read_csv(io.BytesIO(raw), dtype={"key": str, "experiment": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            return None, f"index.csv cannot be parsed ({str(err).strip()[:80]})"
+        if list(index.columns[:len(INDEX_COLUMNS)]) != list(INDEX_COLUMNS) or \
+                "key" not in index.columns:
+            return None, (f"index.csv has a bad header (expected it to start with "
+                          f"{','.join(INDEX_COLUMNS)} and to hold 'key')")
+        bad = index[["experiment", "metric", "key"]].isna().any(axis=1) | \
+            ~index["key"].fillna("").str.match(_KEY_PATTERN)
+        if bad.any():
+            return None, f"index.csv has {int(bad.sum())} malformed row(s) (no valid unit key)"
+        return index, None
+
+    def _stored_keys(self) -> set[tuple[str, str]]:
+        """(experiment, key) of every unit JSON on disk (a directory listing, no JSON read)."""
+        return {(p.parent.name, p.stem) for p in self.root.glob("*/*.json")
+                if not p.name.startswith(".")}
+
+    def _keys_agree(self, index: pd.DataFrame, skip: tuple[str, str] | None = None) -> bool:
+        """Whether ``index`` holds rows of exactly the units on disk (``skip`` aside)."""
+        in_index = set(zip(index["experiment"], index["key"]))
+        return self._stored_keys() - {skip} == in_index - {skip}
+
+    def _update_index(self, key: str, rows: pd.DataFrame) -> None:
+        """Replace one unit's rows in ``index.csv``; heal the index on the way.
+
+        Rebuilding from every unit on each write costs seconds once the store holds thousands
+        of units; replacing one unit's rows under the lock keeps the index exact and cheap. A
+        damaged index (see :meth:`_read_index`), or one that misses a unit or holds rows of a
+        unit that is gone, is rebuilt from the units instead. (A row missing inside a unit that
+        still has others is found only by :meth:`check`, which reads every unit.)
+        """
+        experiment = str(rows["experiment"].iloc[0]) if len(rows) else None
         with self._lock():
-            try:
-                index = pd.read_csv(path)
-            except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError,
-                    UnicodeDecodeError):
-                index = None
-            if index is None or "key" not in index.columns:
+            index, _ = self._read_index()
+            if index is None or not self._keys_agree(index, skip=(experiment, key)):
                 self._rebuild_locked()
                 return
             rows = rows.copy()
             rows["key"] = key
             self._write_index(pd.concat([index[index["key"] != key], rows], ignore_index=True))
 
+    def reindex_unit(self, experiment: str, key: str) -> None:
+        """Replace one unit's rows in ``index.csv`` with those of its JSON file (after the unit
+        was edited in place, e.g. by a migration script in ``scripts/``)."""
+        unit = self.load(experiment, key)
+        if unit is None:
+            raise NMLError(f"no stored unit {experiment}/{key} under {self.root}")
+        self._update_index(key, unit.rows)
+
     def index(self) -> pd.DataFrame:
-        """The tidy table of every stored metric (read from ``index.csv``, rebuilt if absent)."""
-        path = self.root / "index.csv"
-        if not path.exists():
-            return self.refresh_index()
-        return pd.read_csv(path)
+        """The tidy table of every stored metric (read from ``index.csv``; rebuilt from the
+        units when it is absent or damaged, or misses units or holds rows of deleted ones)."""
+        index, _ = self._read_index()
+        if index is not None and self._keys_agree(index):
+            return index
+        with self._lock():
+            index, _ = self._read_index()
+            if index is not None and self._keys_agree(index):
+                return index
+            return self._rebuild_locked()
+
+    def check(self) -> list[str]:
+        """Every disagreement between the unit JSON files (the truth) and ``index.csv``.
+
+        An empty list means the index is exactly what :meth:`refresh_index` would write.
+        Used by ``python -m nml store check``.
+        """
+        index, problem = self._read_index()
+        if index is None:
+            return [problem]
+        expected = self._expected_index()
+        problems = []
+        missing_cols = [c for c in expected.columns if c not in index.columns]
+        if missing_cols:
+            problems.append(f"index.csv lacks column(s) {missing_cols}")
+        actual = index.reindex(columns=expected.columns)
+        groups = {k: g for k, g in actual.groupby(["experiment", "key"], sort=False)}
+        for (experiment, key), want in expected.groupby(["experiment", "key"], sort=False):
+            have = groups.pop((experiment, key), None)
+            if have is None:
+                problems.append(f"unit {experiment}/{key} is not in index.csv")
+            elif len(have) != len(want):
+                problems.append(f"unit {experiment}/{key} has {len(want)} row(s), index.csv "
+                                f"{len(have)}")
+            elif not _same_rows(have, want):
+                problems.append(f"unit {experiment}/{key}: index.csv rows differ from the unit")
+        for experiment, key in groups:
+            problems.append(f"index.csv holds rows of {experiment}/{key}, whose unit JSON is "
+                            f"missing")
+        return problems
+
+    def _expected_index(self) -> pd.DataFrame:
+        """What index.csv should hold, as read back from CSV (so the types compare equal)."""
+        frames = [unit.rows.assign(key=unit.key) for unit in self.units()]
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=[*INDEX_COLUMNS, "key"])
+        text = self._ordered(table).to_csv(index=False)
+        return pd.read_csv(io.StringIO(text), dtype={"key": str, "experiment": str})
+
+
+def _same_rows(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two sets of index rows hold the same values (row order and float noise aside)."""
+    cols = list(b.columns)
+    a = a[cols].sort_values(cols, kind="stable", na_position="first").reset_index(drop=True)
+    b = b[cols].sort_values(cols, kind="stable", na_position="first").reset_index(drop=True)
+    try:
+        pd.testing.assert_frame_equal(a, b, check_dtype=False, rtol=1e-12, atol=0)
+    except AssertionError:
+        return False
+    return True

@@ -25,11 +25,13 @@ import torch.nn.functional as nnf
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import Config, check_range
+from .config import MAX_LR, MAX_WEIGHT_DECAY, Config, check_range
 from .errors import ConfigError, DataError
+from .guards import check_features, check_loss, check_parameters
 
 __all__ = ["METHODS", "BLACKBOX_METHODS", "PAPER_LR", "PAPER_WEIGHT_DECAY", "TuneConfig",
-           "TuneResult", "FeatureMLP", "tune_on_features", "tune_backbone", "evaluate_logits"]
+           "TuneResult", "FeatureMLP", "tune_on_features", "tune_backbone", "evaluate_logits",
+           "downstream_train_labels"]
 
 METHODS = ("lp", "mlp", "nmtune", "lora", "lora_nmtune", "ft")
 BLACKBOX_METHODS = ("lp", "mlp", "nmtune")
@@ -83,9 +85,9 @@ class TuneConfig(Config):
         check_range("mlp_hidden_mult", self.mlp_hidden_mult, 1, None)
         check_range("lora_ratio", self.lora_ratio, 1, None)
         if self.lr is not None:
-            check_range("lr", self.lr, 0.0, None, lo_inclusive=False)
+            check_range("lr", self.lr, 0.0, MAX_LR, lo_inclusive=False)
         if self.weight_decay is not None:
-            check_range("weight_decay", self.weight_decay, 0.0, None)
+            check_range("weight_decay", self.weight_decay, 0.0, MAX_WEIGHT_DECAY)
 
     @property
     def learning_rate(self) -> float:
@@ -115,6 +117,7 @@ class TuneResult:
     metrics: list[dict]                       # {"test_set", "metric", "value"}
     singular_values: dict[str, np.ndarray]    # test_set -> s (descending)
     history: list[dict] = field(default_factory=list)  # per-epoch train loss and reg terms
+    train_noise_rate: float = 0.0             # realised share of flipped train labels (label_noise)
 
 
 class FeatureMLP(nn.Module):
@@ -175,6 +178,20 @@ def _noisy_labels(labels: torch.Tensor, num_classes: int, cfg: TuneConfig) -> to
     return torch.as_tensor(np.asarray(noisy), dtype=torch.long)
 
 
+def downstream_train_labels(train_labels: torch.Tensor, num_classes: int,
+                            cfg: TuneConfig) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The train subset a run uses (``cfg.fraction``, drawn with ``cfg.seed``): its indices, its
+    labels with ``cfg.label_noise`` applied, and the realised share of flipped labels.
+
+    Used by chapter 09_noisy_downstream (the rate is stored with each unit as the metric
+    ``train_noise_rate``; ``scripts/add_downstream_noise_rates.py`` adds it to older units).
+    """
+    idx = _subset_indices(len(train_labels), cfg.fraction, cfg.seed)
+    clean = train_labels[idx].long()
+    labels = _noisy_labels(clean, num_classes, cfg)
+    return idx, labels, float((labels != clean).sum()) / max(1, len(clean))
+
+
 def _cosine(optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
@@ -212,10 +229,13 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
         raise ConfigError(f"tune_on_features runs {BLACKBOX_METHODS}; {cfg.method!r} needs the "
                           f"backbone: use tune_backbone")
     device = torch.device(device)
-    idx = _subset_indices(len(train_labels), cfg.fraction, cfg.seed)
+    check_features(train_features, "the downstream train features")
+    for name, (test_f, _) in tests.items():
+        check_features(test_f, f"the {name!r} test features")
+    idx, labels, noise_rate = downstream_train_labels(train_labels, num_classes, cfg)
     _check_train_set(len(idx), cfg.batch_size, "the downstream train set")
     feats = train_features[idx].float().to(device)
-    labels = _noisy_labels(train_labels[idx].long(), num_classes, cfg).to(device)
+    labels = labels.to(device)
     dim = feats.shape[1]
 
     torch.manual_seed(cfg.seed)
@@ -241,11 +261,16 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
                 loss = loss + cfg.lam * reg
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
+            value = float(loss.detach())
+            check_loss(value, what=f"{cfg.method} tuning", epoch=epoch + 1,
+                       step=start // cfg.batch_size + 1, lr=cfg.learning_rate)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach())
+            total += value
+        check_parameters([head] + ([mlp] if mlp is not None else []),
+                         what=f"{cfg.method} tuning", epoch=epoch + 1, lr=cfg.learning_rate)
         history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch,
                         **{k: v / steps_per_epoch for k, v in parts_sum.items()}})
 
@@ -259,7 +284,7 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
             rows, s = _spectrum_rows(name, z.cpu())
             metrics += rows
             spectra[name] = s
-    return TuneResult(metrics, spectra, history)
+    return TuneResult(metrics, spectra, history, noise_rate)
 
 
 def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tensor,
@@ -279,10 +304,10 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
         raise ConfigError(f"tune_backbone runs lora, lora_nmtune and ft; use tune_on_features "
                           f"for {cfg.method!r}")
     device = torch.device(device)
-    idx = _subset_indices(len(train_labels), cfg.fraction, cfg.seed)
+    idx, labels, noise_rate = downstream_train_labels(train_labels, num_classes, cfg)
     _check_train_set(len(idx), cfg.batch_size, "the downstream train set")
     images = train_images[idx].to(device)
-    labels = _noisy_labels(train_labels[idx].long(), num_classes, cfg).to(device)
+    labels = labels.to(device)
 
     torch.manual_seed(cfg.seed)
     model = copy.deepcopy(backbone).to(device)
@@ -317,11 +342,16 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
                     f = model.features(x)
                 reg, _ = regulariser(f.float(), z.float())
                 loss = loss + cfg.lam * reg
+            value = float(loss.detach())
+            check_loss(value, what=f"{cfg.method} tuning", epoch=epoch + 1,
+                       step=start // cfg.batch_size + 1, lr=cfg.learning_rate)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach())
+            total += value
+        check_parameters([model, head], what=f"{cfg.method} tuning", epoch=epoch + 1,
+                         lr=cfg.learning_rate)
         history.append({"epoch": epoch + 1, "loss": total / steps_per_epoch})
 
     from .features import extract_features
@@ -336,4 +366,4 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
             rows, s = _spectrum_rows(name, z)
             metrics += rows
             spectra[name] = s
-    return TuneResult(metrics, spectra, history)
+    return TuneResult(metrics, spectra, history, noise_rate)

@@ -409,6 +409,21 @@ def test_imagefolder_class_and_split_layouts(tmp_path):
         load_images(f"imagefolder:{tmp_path / 'nope'}")
 
 
+def test_imagefolder_empty_class_in_one_split_is_refused(tmp_path):
+    split = tmp_path / "split"
+    write_image_tree(split, ["train", "test"], ["x", "y"], per_class=4)
+    (split / "test" / "z").mkdir()                      # an empty class folder in one split
+    write_image_tree(split / "train", [None], ["z"], per_class=4)
+    for which in ("train", "test"):
+        with pytest.raises(DataError, match=r"class 'z' has no images in .*test.*empty"):
+            load_images(f"imagefolder:{split}", which if which == "test" else "all")
+    flat = tmp_path / "flat"
+    write_image_tree(flat, [None], ["a", "b"], per_class=10)
+    (flat / "c").mkdir()
+    with pytest.raises(DataError, match="class 'c' has no images"):
+        load_images(f"imagefolder:{flat}", "train")
+
+
 # ------------------------------------------------------------------------------------- tasks
 
 def test_synthetic_tasks():

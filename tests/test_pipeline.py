@@ -125,3 +125,16 @@ def test_cli_replays_stored_unit(tiny_store):
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert {r["metric"] for r in rows} == {"sve", "lsvr"} and "replayed" in out.stderr
+
+
+def test_downstream_label_noise_units_store_the_realised_rate(tiny_store):
+    """Chapter 09 shows the realised flip rate from the store: each unit records its own."""
+    pipe = Pipeline("tiny", store=tiny_store, progress=False)
+    pcfg = pipe.pretrain_config(pipe.scale.backbones[0], 0.0, 0)
+    unit = pipe.tune(pcfg, "synthetic_id", pipe.tune_config("lp", label_noise=0.2, epochs=1),
+                     experiment="noisy_downstream")
+    rate = unit.rows[unit.rows["metric"] == "train_noise_rate"]
+    assert rate["test_set"].tolist() == ["train"]
+    assert rate["value"].iloc[0] == pytest.approx(0.2, abs=1e-3)
+    clean = pipe.tune(pcfg, "synthetic_id", pipe.tune_config("lp", epochs=1))
+    assert "train_noise_rate" not in set(clean.rows["metric"])
