@@ -18,14 +18,13 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 from tqdm.auto import tqdm
-
-from typing import ClassVar
 
 from .config import Config, check_range
 from .errors import ConfigError, DataError
