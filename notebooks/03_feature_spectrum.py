@@ -227,6 +227,8 @@ display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the 
 def frozen_metric(name, tasks, exclude=("train",)):
     part = frozen[(frozen["metric"] == name) & frozen["task"].isin(tasks)
                   & ~frozen["test_set"].isin(exclude)]
+    if part.empty:   # e.g. the authors' preprocessing in units stored before it existed
+        return part
     return plots.mean_over(plots.mean_over(part, "test_set"), "task")
 
 
@@ -413,6 +415,8 @@ clip_ood = [t for t in clip_frozen["task"].unique() if TASKS[t].kind == "ood"]
 def clip_frozen_metric(name, tasks):
     part = clip_frozen[(clip_frozen["metric"] == name) & clip_frozen["task"].isin(tasks)
                        & (clip_frozen["test_set"] != "train")]
+    if part.empty:   # e.g. the authors' preprocessing in units stored before it existed
+        return part
     return plots.mean_over(plots.mean_over(part, "test_set"), "task")
 
 
