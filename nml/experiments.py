@@ -400,8 +400,10 @@ class Pipeline:
                 result = tune_backbone(self.backbone(pcfg), train.images, train.labels, tests,
                                        len(train.classes), tcfg, mean=mean, std=std,
                                        device=self.device, progress=self.progress)
+            # the weight the regulariser really had: 1 for the authors' code, which has no lambda
+            lam = tcfg.loss_config().lam if tcfg.authors and tcfg.uses_nmtune else tcfg.lam
             base = {**self._labels(pcfg), "seed": tcfg.seed, "method": tcfg.method,
-                    "task": task_name, "fraction": tcfg.fraction, "lam": tcfg.lam,
+                    "task": task_name, "fraction": tcfg.fraction, "lam": lam,
                     "label_noise": tcfg.label_noise}
             rows = [{**base, **m} for m in result.metrics]
             if kind == "ood":
