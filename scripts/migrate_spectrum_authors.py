@@ -57,12 +57,14 @@ def feature_payload(unit) -> dict:
     return {**unit.config, "augment_seed": None}
 
 
-def find_features(unit, roots: list[Path]) -> tuple[dict | None, Path | None]:
+def find_features(unit, roots: list[Path], *, load: bool = True
+                  ) -> tuple[dict | None, Path | None]:
     name = f"{config_hash(feature_payload(unit))}.pt"
     for root in roots:
         path = root / "features" / name
         if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True), path
+            return (torch.load(path, map_location="cpu", weights_only=True) if load else None,
+                    path)
     return None, None
 
 
@@ -111,7 +113,20 @@ def main(argv=None) -> int:
     recompute = {s for s in args.recompute.split(",") if s}
     pipes: dict[str, Pipeline] = {}
     report = {"migrated": [], "already": [], "not migrated": []}
-    for unit in spectrum_units(store):
+    def cost(unit) -> tuple:
+        """Cheap units first (features cached, then a checkpoint to resume or reuse), and the
+        units of one pre-trained model together, so that each model is trained at most once
+        and a run stopped early has migrated what was cheap."""
+        pcfg_hash = PretrainConfig.from_dict(unit.config["pretrain"]).hash()
+        if find_features(unit, roots, load=False)[1] is not None:
+            rank = 0
+        elif (own / "checkpoints" / pcfg_hash).exists():
+            rank = 1
+        else:
+            rank = 2
+        return rank, pcfg_hash, unit.experiment, unit.key
+
+    for unit in sorted(spectrum_units(store), key=cost):
         label = (f"{unit.experiment}/{unit.key} ({unit.rows['scale'].iloc[0]}, "
                  f"{unit.rows['backbone'].iloc[0]}, noise {unit.rows['noise'].iloc[0]:g}, "
                  f"seed {unit.rows['pretrain_seed'].iloc[0]:g}, {unit.rows['task'].iloc[0]})")
