@@ -24,6 +24,7 @@ from .config import Config, check_range
 from .errors import ConfigError
 from .experiments import SCALES, MissingResult, Pipeline
 from .results import ResultStore
+from .tune import AUTHORS_BATCH_SIZE
 
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "CHAPTERS", "chapter_grids", "levels_with", "run_chapter", "model_major",
@@ -112,10 +113,12 @@ def levels_with(levels, extra: float | None) -> tuple[float, ...]:
 
 CHAPTERS = ("01_noisy_pretraining", "02_linear_probe", "03_feature_spectrum", "04_lora",
             "05_full_finetune", "06_nmtune", "08_asymmetric_noise",
-            "09_noisy_downstream", "11_ablations", "clip")
+            "09_noisy_downstream", "11_ablations", "11_authors", "clip")
 """Every named set of grids: the chapters' own, plus ``clip``, the CLIP pre-training study
-(paper 4.2) whose sections sit in chapters 01, 03 and 06 and resolve ``scale="auto"`` on their
-own (a chapter's supervised figures keep their scale when the CLIP runs exist at another)."""
+(paper 4.2) whose sections sit in chapters 01, 03 and 06, and ``11_authors``, chapter 11's
+comparison of the paper's NMTune with the authors' code (``TuneConfig(variant="authors")``).
+Both resolve ``scale="auto"`` on their own (a chapter's other figures keep their scale when
+these runs exist at another)."""
 
 
 #: Pre-training noise ratios of the asymmetric-noise chapter (paper 7.3: {0, 2.5, 5, 10}%),
@@ -269,6 +272,14 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
             Grid(("nmtune",), backbones=backbones[:1], tasks=ablation_tasks,
                  noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
                  lambdas=scale.lambdas)],
+        # The paper's NMTune against the authors' public code, whole set-up against whole set-up
+        # (nml.tune.TuneConfig.authors_code: their head, views, weights, batch of 64; their
+        # regulariser has no lambda, so that grid takes none).
+        "11_authors": [
+            Grid(("nmtune",), backbones=backbones[:1], tasks=ablation_tasks,
+                 noise_levels=levels_with((0.0,), params.noise), experiment="ablation",
+                 tune_overrides=overrides)
+            for overrides in (lam, {"variant": "authors", "batch_size": AUTHORS_BATCH_SIZE})],
         # Paper 4.2: CLIP pre-training with swapped captions; zero-shot accuracy, then the same
         # spectrum / LP / MLP / NMTune analysis on the image features (experiment "clip").
         "clip": [Grid(("pretrain",), backbones=(scale.clip_backbone,),

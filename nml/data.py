@@ -84,7 +84,7 @@ __all__ = [
     "ImageData", "Task", "TaskSpec", "DATASETS", "TASKS", "chance_accuracy", "TORCHVISION_DATASETS", "DOMAINS",
     "SYNTHETIC_WORLD_SEED", "SYNTHETIC_VERSION", "synthetic_version", "CHANNEL_STATS", "data_root",
     "cache_dir", "load_images", "load_task",
-    "to_float", "augment", "channel_stats", "make_synthetic", "seeded_split", "file_sha256",
+    "to_float", "augment", "augment_resized_crop", "channel_stats", "make_synthetic", "seeded_split", "file_sha256",
     "TextData", "TEXT_DATASETS", "TEXT_CLASSES", "load_texts", "text_checksum",
 ]
 
@@ -1297,3 +1297,51 @@ def augment(x_uint8: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     batch = torch.arange(n, device=dev)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # n x h x w x c
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def augment_resized_crop(x_uint8: torch.Tensor, generator: torch.Generator, *,
+                         scale: tuple[float, float] = (0.8, 1.0),
+                         ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """The authors' training augmentation: random resized crop (area ``scale`` of the image,
+    aspect ``ratio``) resized back to H x W, then a horizontal flip with probability 1/2.
+
+    The crop box is drawn as torchvision's ``RandomResizedCrop.get_params`` draws it (ten tries
+    for a box that fits, else the whole image), batched; the resampling is bicubic (torchvision
+    on a PIL image, as the authors' ``timm_load`` transform), here by ``grid_sample`` on the
+    tensor without antialiasing (a crop of 80-100 % is a mild upscale, where antialiasing does
+    nothing). All randomness from ``generator``. Returns uint8 of the same shape.
+
+    Used by chapters 06_nmtune and 11_ablations (``TuneConfig(variant="authors")``).
+    """
+    if x_uint8.dtype != torch.uint8 or x_uint8.ndim != 4:
+        raise DataError(f"augment_resized_crop expects uint8 N x C x H x W, got {x_uint8.dtype} "
+                        f"{tuple(x_uint8.shape)}")
+    n, _, h, w = x_uint8.shape
+    dev, gdev = x_uint8.device, generator.device
+    tries = 10
+    area = h * w * torch.empty(n, tries, device=gdev).uniform_(*scale, generator=generator)
+    log_r = torch.empty(n, tries, device=gdev).uniform_(math.log(ratio[0]), math.log(ratio[1]),
+                                                        generator=generator)
+    aspect = torch.exp(log_r)
+    cw = torch.round(torch.sqrt(area * aspect))
+    ch = torch.round(torch.sqrt(area / aspect))
+    fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((n,), -1, device=gdev))
+    pick = first.clamp_min(0)[:, None]
+    cw = torch.where(first >= 0, cw.gather(1, pick)[:, 0], torch.full((n,), float(w), device=gdev))
+    ch = torch.where(first >= 0, ch.gather(1, pick)[:, 0], torch.full((n,), float(h), device=gdev))
+    u = torch.rand(n, 2, device=gdev, generator=generator)
+    top = torch.floor(u[:, 0] * (h - ch + 1))
+    left = torch.floor(u[:, 1] * (w - cw + 1))
+    flip = torch.rand(n, device=gdev, generator=generator) < 0.5
+    # affine grid: output pixel centres -> input coordinates in [-1, 1] (align_corners=False)
+    sx, sy = cw / w, ch / h
+    tx = (2 * left + cw) / w - 1
+    ty = (2 * top + ch) / h - 1
+    sx = torch.where(flip, -sx, sx)
+    theta = torch.zeros(n, 2, 3, device=gdev)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+    grid = F.affine_grid(theta.to(dev), [n, 3, h, w], align_corners=False)
+    out = F.grid_sample(x_uint8.float(), grid, mode="bicubic", padding_mode="border",
+                        align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)

@@ -29,7 +29,8 @@ from .clip import is_clip_backbone
 from .errors import ConfigError
 from .results import ResultStore, Unit, UnitOutput, default_cache_root
 
-__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "run_tiny_pipeline"]
+__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "run_tiny_pipeline",
+           "authors_view_seeds"]
 
 
 class MissingResult(LookupError):
@@ -284,18 +285,26 @@ class Pipeline:
         result = self._train(pcfg)
         return result.mean, result.std
 
-    def features(self, pcfg, task_name: str, *, augment_seed: int | None = None) -> dict:
-        """Frozen features of a task's train and test sets, extracted once and cached."""
+    def features(self, pcfg, task_name: str, *, augment_seed: int | None = None,
+                 augmentation: str = "pad_crop") -> dict:
+        """Frozen features of a task's train and test sets, extracted once and cached.
+
+        ``augment_seed`` augments the train images (``augmentation``: see
+        :func:`nml.features.extract_features`); the test images never are.
+        """
         from .features import cached_features, extract_features
         task = self.task(task_name)
         payload = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
                    "augment_seed": augment_seed}
+        if augmentation != "pad_crop":   # the default stays out: cached features keep their key
+            payload["augmentation"] = augmentation
 
         def compute():
             model = self.backbone(pcfg)
             mean, std = self._stats(pcfg)
             out = {"train/x": extract_features(model, task.train.images, mean, std,
-                                                device=self.device, augment_seed=augment_seed),
+                                                device=self.device, augment_seed=augment_seed,
+                                                augmentation=augmentation),
                    "train/y": task.train.labels}
             for name, data in task.tests.items():
                 out[f"test/{name}/x"] = extract_features(model, data.images, mean, std,
@@ -310,28 +319,43 @@ class Pipeline:
 
     # -- spectra of frozen features ------------------------------------------------------------
     def spectrum(self, pcfg, task_name: str) -> Unit:
-        """SVE, LSVR and singular values of the frozen features on a task's data."""
-        from .spectrum import largest_singular_value_ratio, singular_value_entropy, \
-            singular_values
+        """SVE, LSVR and singular values of the frozen features on a task's data, under the
+        paper's definition (metrics ``sve`` / ``lsvr``, arrays ``<test set>``) and the authors'
+        preprocessing (``sve_authors`` / ``lsvr_authors``, ``authors/<test set>``;
+        :func:`nml.spectrum.spectrum_rows`)."""
 
         def compute() -> UnitOutput:
             feats = self.features(pcfg, task_name)
-            base = {**self._labels(pcfg), "seed": pcfg.seed, "method": "frozen",
-                    "task": task_name}
-            rows, arrays = [], {}
-            sets = {"train": feats["train"][0],
-                    **{name: f for name, (f, _) in feats["tests"].items()}}
-            for name, f in sets.items():
-                s = singular_values(f)
-                arrays[name] = s
-                rows += [{**base, "test_set": name, "metric": "sve",
-                          "value": singular_value_entropy(s)},
-                         {**base, "test_set": name, "metric": "lsvr",
-                          "value": largest_singular_value_ratio(s)}]
+            rows, arrays = self.spectrum_output(pcfg, task_name, feats)
             return UnitOutput(rows=rows, arrays=arrays, device=str(self.device),
                               data_checksum=self._checksum(pcfg.dataset, _task_dataset(task_name)))
-        return self._run("clip" if is_clip_backbone(pcfg.backbone) else "spectrum",
-                         {"pretrain": pcfg.to_dict(), **self._task_key(task_name)}, compute)
+        return self._run(self.spectrum_experiment(pcfg), self.spectrum_key(pcfg, task_name),
+                         compute)
+
+    def spectrum_experiment(self, pcfg) -> str:
+        """The store experiment of a spectrum unit: ``clip`` for CLIP models, else ``spectrum``."""
+        return "clip" if is_clip_backbone(pcfg.backbone) else "spectrum"
+
+    def spectrum_key(self, pcfg, task_name: str) -> dict:
+        """The unit config (store key) of a spectrum unit."""
+        return {"pretrain": pcfg.to_dict(), **self._task_key(task_name)}
+
+    def spectrum_output(self, pcfg, task_name: str, feats: dict,
+                        preprocessings: tuple[str, ...] | None = None
+                        ) -> tuple[list[dict], dict]:
+        """Rows and arrays of a spectrum unit from its features (``Pipeline.features``), under
+        ``preprocessings`` (default: both). Also used by ``scripts/migrate_spectrum_authors.py``
+        to add the authors' rows to units stored before they existed."""
+        from .spectrum import PREPROCESSINGS, spectrum_rows
+        base = {**self._labels(pcfg), "seed": pcfg.seed, "method": "frozen", "task": task_name}
+        rows, arrays = [], {}
+        sets = {"train": feats["train"][0],
+                **{name: f for name, (f, _) in feats["tests"].items()}}
+        for name, f in sets.items():
+            r, a = spectrum_rows(f, name, preprocessings or PREPROCESSINGS)
+            rows += [{**base, **row} for row in r]
+            arrays.update(a)
+        return rows, arrays
 
     # -- tuning ---------------------------------------------------------------------------
     def tune(self, pcfg, task_name: str, tcfg, *, experiment: str | None = None) -> Unit:
@@ -349,10 +373,20 @@ class Pipeline:
 
         def compute() -> UnitOutput:
             if tcfg.method in BLACKBOX_METHODS:
-                feats = self.features(pcfg, task_name,
-                                      augment_seed=tcfg.seed if tcfg.augment else None)
+                view2 = None
+                if tcfg.authors and tcfg.method != "lp":
+                    # The authors' two independently augmented views (crop 80-100 % + flip),
+                    # each extracted once and cached (their code re-augments every epoch).
+                    feats, second = (self.features(pcfg, task_name, augment_seed=seed,
+                                                   augmentation="resized_crop")
+                                     for seed in authors_view_seeds(tcfg.seed))
+                    view2 = second["train"][0]
+                else:
+                    feats = self.features(pcfg, task_name,
+                                          augment_seed=tcfg.seed if tcfg.augment else None)
                 result = tune_on_features(*feats["train"], feats["tests"], feats["num_classes"],
-                                          tcfg, device=self.device, progress=self.progress)
+                                          tcfg, device=self.device, progress=self.progress,
+                                          train_features_view2=view2)
                 kind = feats["kind"]
             else:
                 task = self.task(task_name)
@@ -368,8 +402,10 @@ class Pipeline:
                 result = tune_backbone(self.backbone(pcfg), train.images, train.labels, tests,
                                        len(train.classes), tcfg, mean=mean, std=std,
                                        device=self.device, progress=self.progress)
+            # the weight the regulariser really had: 1 for the authors' code, which has no lambda
+            lam = tcfg.loss_config().lam if tcfg.authors and tcfg.uses_nmtune else tcfg.lam
             base = {**self._labels(pcfg), "seed": tcfg.seed, "method": tcfg.method,
-                    "task": task_name, "fraction": tcfg.fraction, "lam": tcfg.lam,
+                    "task": task_name, "fraction": tcfg.fraction, "lam": lam,
                     "label_noise": tcfg.label_noise}
             rows = [{**base, **m} for m in result.metrics]
             if kind == "ood":
@@ -391,6 +427,11 @@ class Pipeline:
             values.update(epochs=self.scale.whitebox_epochs,
                           batch_size=self.scale.whitebox_batch_size)
         return TuneConfig.from_dict({**values, **overrides})
+
+
+def authors_view_seeds(seed: int) -> tuple[int, int]:
+    """Augmentation seeds of the two views of the authors' black-box tuning run ``seed``."""
+    return 1_000_003 + 2 * seed, 1_000_004 + 2 * seed
 
 
 def _task_dataset(task_name: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .config import config_hash
+from .errors import ConfigError
 from .results import atomic_write_bytes, default_cache_root
 
 __all__ = ["extract_features", "cached_features"]
@@ -24,14 +25,21 @@ __all__ = ["extract_features", "cached_features"]
 
 @torch.no_grad()
 def extract_features(backbone, images: torch.Tensor, mean, std, *, batch_size: int = 512,
-                     device: str | torch.device = "cpu", augment_seed: int | None = None
-                     ) -> torch.Tensor:
+                     device: str | torch.device = "cpu", augment_seed: int | None = None,
+                     augmentation: str = "pad_crop") -> torch.Tensor:
     """Features (N x D, float32, on the CPU) of uint8 ``images`` through ``backbone.features``.
 
-    With ``augment_seed`` the images are first augmented (random crop + flip, seeded), for
-    users who want augmented features for black-box tuning.
+    With ``augment_seed`` the images are first augmented (seeded), for users who want augmented
+    features for black-box tuning: ``augmentation="pad_crop"`` (:func:`nml.data.augment`, padded
+    random crop + flip) or ``"resized_crop"`` (:func:`nml.data.augment_resized_crop`, the
+    authors' crop of 80-100 % of the image + flip).
     """
-    from .data import augment, to_float
+    from .data import augment, augment_resized_crop, to_float
+
+    augmenters = {"pad_crop": augment, "resized_crop": augment_resized_crop}
+    if augmentation not in augmenters:
+        raise ConfigError(f"augmentation must be one of {tuple(augmenters)}, got "
+                          f"{augmentation!r}")
 
     device = torch.device(device)
     backbone = backbone.to(device).eval()
@@ -43,7 +51,7 @@ def extract_features(backbone, images: torch.Tensor, mean, std, *, batch_size: i
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(device, non_blocking=True)
         if generator is not None:
-            batch = augment(batch, generator)
+            batch = augmenters[augmentation](batch, generator)
         x = to_float(batch, mean, std)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             feats = backbone.features(x)

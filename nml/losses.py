@@ -12,9 +12,11 @@ pre-trained features ``F`` and tuned features ``Z`` (both ``M x D``):
   ``Z``; with ``top_k = K`` the mean of the ``K`` largest singular values replaces ``s_1``
   (the top-K variant that App. C.2 of the ICLR version suggests and the authors' code uses).
 
-The paper sets ``lam = 0.01`` and weights 1 (:class:`NMTuneLossConfig` defaults); the authors'
-public code weights the terms mse 1.0, cov 0.04, svd 0.001 with a top-5 SVD term
-(:meth:`NMTuneLossConfig.authors_code`).
+The paper sets ``lam = 0.01`` and weights 1 (:class:`NMTuneLossConfig` defaults). The authors'
+public code (:meth:`NMTuneLossConfig.authors_code`, ``variant="authors"``) averages L_MSE over
+all ``M * D`` entries, weights the terms mse 1.0, cov 0.04, svd 0.001 with a top-5 SVD term
+(its mean over the ``min(5, M, D)`` values present) and adds them to the cross-entropy with
+no lambda (``lam = 1``).
 
 **Exact and fast SVD term.** ``method="exact"`` calls ``torch.linalg.svdvals``; on a GPU that
 costs far more than the MLP step it regularises (the calibration run measured 8 ms against
@@ -66,7 +68,7 @@ import contextlib
 import dataclasses
 import functools
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as nnf
@@ -115,12 +117,20 @@ def _zero_like_graph(x: torch.Tensor) -> torch.Tensor:
     return x.float().sum() * 0.0
 
 
-def consistency_mse(F: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
-    """L_MSE (paper Eq. 4): mean over samples of ``|| f_i/||f_i|| - z_i/||z_i|| ||_2^2``.
+def consistency_mse(F: torch.Tensor, Z: torch.Tensor, *,
+                    reduction: Literal["sample", "element"] = "sample") -> torch.Tensor:
+    """L_MSE (paper Eq. 4) between the row-normalised ``F`` and ``Z``.
 
-    Each sample's feature vector is L2-normalised (a zero row stays zero), so the value lies in
-    [0, 4] and equals ``2 - 2 * mean cosine(f_i, z_i)`` for non-zero rows. ``F`` and ``Z`` must
-    have the same shape (NMTune's MLP maps D -> 4D -> D). 0 for an empty batch.
+    Each sample's feature vector is L2-normalised (a zero row stays zero). ``reduction``:
+
+    * ``"sample"`` (nml's reading of the paper): the squared distance summed over the ``D``
+      dimensions and averaged over the ``M`` samples, so the value lies in [0, 4] and equals
+      ``2 - 2 * mean cosine(f_i, z_i)`` for non-zero rows;
+    * ``"element"`` (the authors' code, a mean-squared-error module): averaged over all
+      ``M * D`` entries, i.e. the ``"sample"`` value divided by ``D``.
+
+    ``F`` and ``Z`` must have the same shape (NMTune's MLP maps D -> 4D -> D). 0 for an empty
+    batch.
 
     Used by chapters 04_lora, 06_nmtune and 11_ablations.
     """
@@ -129,12 +139,15 @@ def consistency_mse(F: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
     if F.shape != Z.shape:
         raise DataError(f"consistency_mse needs F and Z of the same shape, got {tuple(F.shape)} "
                         f"and {tuple(Z.shape)}; the tuned features must keep the dimension D")
-    if Z.shape[0] == 0:
+    if reduction not in ("sample", "element"):
+        raise ConfigError(f"reduction must be 'sample' or 'element', got {reduction!r}")
+    if Z.shape[0] == 0 or Z.shape[1] == 0:
         return _zero_like_graph(Z)
     with _float32_region(Z):
         f = nnf.normalize(F.float(), dim=1)
         z = nnf.normalize(Z.float(), dim=1)
-        return (f - z).pow(2).sum(dim=1).mean()
+        sq = (f - z).pow(2)
+        return sq.mean() if reduction == "element" else sq.sum(dim=1).mean()
 
 
 def covariance_loss(Z: torch.Tensor) -> torch.Tensor:
@@ -350,12 +363,15 @@ def _fast_factors(z: torch.Tensor, top_k: int, power_iters: int, ns_steps: int,
 def dominant_singular_loss(Z: torch.Tensor, *, top_k: int = 1,
                            method: Literal["fast", "exact"] = "fast", power_iters: int = 10,
                            ns_steps: int = 8, ns_floor: float = 1e-4,
-                           state: SpectralState | None = None) -> torch.Tensor:
+                           state: SpectralState | None = None,
+                           clip_k: bool = False) -> torch.Tensor:
     """L_SVD (paper Eq. 6): ``-(mean of the top_k singular values of Z) / (sum of all of them)``.
 
-    ``Z`` is the raw ``M x D`` batch (not centred). ``top_k = 1`` is the paper's ``-s_1/sum s``;
-    when ``top_k`` exceeds ``min(M, D)`` the missing singular values are zero (the mean still
-    divides by ``top_k``). ``method="exact"`` uses ``torch.linalg.svdvals``; ``"fast"``
+    ``Z`` is the raw ``M x D`` batch (not centred). ``top_k = 1`` is the paper's ``-s_1/sum s``.
+    When ``top_k`` exceeds ``n = min(M, D)``: by default the missing singular values are zero
+    (the mean still divides by ``top_k``); with ``clip_k=True`` the mean is over the ``n``
+    values present (divides by ``n``), as the authors' ``torch.mean(s[:5])`` does on a small
+    last batch. ``method="exact"`` uses ``torch.linalg.svdvals``; ``"fast"``
     matrix products only (module docstring): ``power_iters`` block power steps with ``G^64``,
     ``ns_steps`` Newton-Schulz steps designed for singular values down to ``ns_floor * s_1``;
     ``state`` optionally warm-starts the power iteration across batches. Returns a float32
@@ -381,9 +397,10 @@ def dominant_singular_loss(Z: torch.Tensor, *, top_k: int = 1,
             top, q, _ = _fast_factors(z.detach(), top_k, power_iters, ns_steps, ns_floor, state)
             top_sum = (top * z).sum()
             total = (q * z).sum()
+        divisor = min(top_k, M, D) if clip_k else top_k
         positive = total > 0
         safe_total = torch.where(positive, total, torch.ones_like(total))
-        return torch.where(positive, -(top_sum / top_k) / safe_total, torch.zeros_like(total))
+        return torch.where(positive, -(top_sum / divisor) / safe_total, torch.zeros_like(total))
 
 
 # ------------------------------------------------------------------------------------------
@@ -395,10 +412,14 @@ class NMTuneLossConfig(Config):
     """Weights and SVD-term settings of NMTune's regulariser (paper Eq. 7).
 
     Defaults are the paper's: ``lam = 0.01`` and every term weighted 1 with the top-1 SVD term.
-    :meth:`authors_code` gives the variant in the authors' public code.
+    :meth:`authors_code` gives the regulariser exactly as the authors' public code computes it
+    (``variant="authors"``).
 
     Used by chapters 04_lora, 06_nmtune, 10_runtime and 11_ablations.
     """
+
+    # Fields added after results were stored: at their default they stay out of the hash.
+    added_fields: ClassVar[tuple[str, ...]] = ("variant",)
 
     lam: float = 0.01           # paper: "lambda = 0.01 for all experiments" (Sec. 6.1)
     w_mse: float = 1.0          # paper Eq. 7 weights every term 1
@@ -409,6 +430,10 @@ class NMTuneLossConfig(Config):
     power_iters: int = 10       # block power steps with G^64 (each damps by (s_{K+1}/s_K)^128)
     ns_steps: int = 8           # Newton-Schulz steps: enough for [ns_floor, 1] -> 1 +- 1e-5
     ns_floor: float = 1e-4      # smallest s_j / s_1 that the Newton-Schulz schedule resolves
+    # paper: L_MSE summed over D and averaged over samples; top-k mean divides by k.
+    # authors: L_MSE averaged over all M*D entries (torch.nn.MSELoss); top-k mean over the
+    # min(k, M, D) values present (torch.mean(s[:5])). Both variants use the same COV term.
+    variant: Literal["paper", "authors"] = "paper"
 
     def validate(self) -> None:
         super().validate()
@@ -421,35 +446,44 @@ class NMTuneLossConfig(Config):
 
     @classmethod
     def authors_code(cls, **overrides) -> "NMTuneLossConfig":
-        """The authors' public-code variant: mse 1.0, cov 0.04, svd 0.001, top-5 SVD term.
-
-        (Their code also uses a residual MLP; that belongs to the tuner, :mod:`nml.tune`.)
+        """The regulariser of the authors' public code (Hhhhhhao/Noisy-Model-Learning,
+        ``src/models/nml_tune.py``): ``variant="authors"`` reductions, weights mse 1.0,
+        cov 0.04, svd 0.001, the top-5 SVD term, and ``lam = 1.0`` (their terms are added
+        straight to the cross-entropy, with no lambda). For LoRA + NMTune their code has no MSE
+        term: ``authors_code(w_mse=0.0)``. The rest of their set-up (the head with BatchNorm and
+        a learnable residual scale, two augmented views, the classifier's initialisation) is
+        the tuner's: ``nml.tune.TuneConfig(variant="authors")``.
 
         Used by chapters 06_nmtune and 11_ablations.
         """
-        return cls.from_dict({"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001, "top_k": 5},
-                             **overrides)
+        return cls.from_dict({"variant": "authors", "lam": 1.0, "w_mse": 1.0, "w_cov": 0.04,
+                              "w_svd": 0.001, "top_k": 5}, **overrides)
 
 
 def nmtune_regularizer(F: torch.Tensor, Z: torch.Tensor, cfg: NMTuneLossConfig | None = None,
-                       *, state: SpectralState | None = None
+                       *, state: SpectralState | None = None, mse_z: torch.Tensor | None = None
                        ) -> tuple[torch.Tensor, dict[str, float]]:
     """``w_mse L_MSE + w_cov L_COV + w_svd L_SVD`` and the three terms as floats.
 
     Not multiplied by ``cfg.lam``: the caller forms ``L_CE + cfg.lam * reg``. ``F`` are the
-    frozen pre-trained features, ``Z`` the tuned ones (same shape). Every term is computed and
-    reported, whatever its weight. The dict has keys ``"mse"``, ``"cov"``, ``"svd"``
-    (unweighted values; one device sync for the three).
+    frozen pre-trained features, ``Z`` the tuned ones: L_COV and L_SVD are taken on ``Z``, and
+    L_MSE compares ``F`` with ``mse_z`` (default ``Z``; same shape as ``F``). The authors'
+    two-view batch passes ``Z`` = both views stacked (2M rows), ``F`` = view 1's pre-trained
+    features and ``mse_z`` = view 2's tuned features. ``cfg.variant`` picks the reductions
+    (:class:`NMTuneLossConfig`). Every term is computed and reported, whatever its weight. The
+    dict has keys ``"mse"``, ``"cov"``, ``"svd"`` (unweighted values; one device sync).
 
     Used by chapters 04_lora, 06_nmtune, 10_runtime and 11_ablations.
     """
     cfg = cfg if cfg is not None else NMTuneLossConfig()
+    authors = cfg.variant == "authors"
     parts = {
-        "mse": consistency_mse(F, Z),
+        "mse": consistency_mse(F, Z if mse_z is None else mse_z,
+                               reduction="element" if authors else "sample"),
         "cov": covariance_loss(Z),
         "svd": dominant_singular_loss(Z, top_k=cfg.top_k, method=cfg.svd_method,
                                       power_iters=cfg.power_iters, ns_steps=cfg.ns_steps,
-                                      ns_floor=cfg.ns_floor, state=state),
+                                      ns_floor=cfg.ns_floor, state=state, clip_k=authors),
     }
     weights = {"mse": cfg.w_mse, "cov": cfg.w_cov, "svd": cfg.w_svd}
     total = sum(weights[name] * value for name, value in parts.items())

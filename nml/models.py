@@ -217,9 +217,11 @@ def build_backbone(name: str, num_classes: int, *, image_size: int = 32,
                     mlp_linear_names=mlp_names)
 
 
-def lora_target_ranks(backbone: Backbone, ratio: int = 8) -> dict[str, int]:
+def lora_target_ranks(backbone: Backbone, ratio: int = 8, *,
+                      rank: int | None = None) -> dict[str, int]:
     """LoRA rank of each transformer MLP linear layer: ``in_features // ratio``, keyed by the
-    layer's qualified name inside ``backbone`` (e.g. ``trunk.blocks.0.mlp.fc1``).
+    layer's qualified name inside ``backbone`` (e.g. ``trunk.blocks.0.mlp.fc1``). With
+    ``rank`` every layer gets that rank instead (the authors' code: ``LoraConfig(r=8)``).
 
     Used by chapter 04_lora.
     """
@@ -231,19 +233,21 @@ def lora_target_ranks(backbone: Backbone, ratio: int = 8) -> dict[str, int]:
                           f"(vit_micro, vit_narrow_cifar, vit_small_cifar, openclip:ViT-...)")
     if not isinstance(ratio, int) or ratio < 1:
         raise ConfigError(f"LoRA ratio must be an int >= 1, got {ratio!r}")
+    if rank is not None and (not isinstance(rank, int) or rank < 1):
+        raise ConfigError(f"LoRA rank must be an int >= 1, got {rank!r}")
     ranks = {}
     for name in backbone.mlp_linear_names:
         layer = backbone.trunk.get_submodule(name)
-        rank = layer.in_features // ratio
-        if rank < 1:
+        r = rank if rank is not None else layer.in_features // ratio
+        if r < 1:
             raise ConfigError(f"LoRA ratio {ratio} leaves rank 0 for {name} "
                               f"(in_features {layer.in_features}); use a smaller ratio")
-        ranks[f"trunk.{name}"] = rank
+        ranks[f"trunk.{name}"] = r
     return ranks
 
 
 def lora_wrap(backbone: Backbone, ratio: int = 8, *, alpha_per_rank: float = 1.0,
-              dropout: float = 0.0):
+              dropout: float = 0.0, rank: int | None = None):
     """Add peft LoRA adapters to the MLP linear layers (fc1 and fc2 of each block) of a ViT.
 
     The rank of each adapted layer is ``in_features // ratio`` (the paper's reduction ratio 8,
@@ -251,15 +255,16 @@ def lora_wrap(backbone: Backbone, ratio: int = 8, *, alpha_per_rank: float = 1.0
     ``alpha_per_rank * rank`` (so the LoRA scaling alpha / r is the same for every layer), and
     no other layer is adapted. The adapters are injected into ``backbone`` itself (so
     ``backbone.features`` runs through them); every original weight is frozen except the
-    classifier ``head``. Returns the ``peft.PeftModel`` (use its ``disable_adapter()`` context
-    to get the frozen pre-trained features). A backbone without ViT MLP layers raises
-    ConfigError.
+    classifier ``head``. ``rank`` gives every layer that rank (the authors' ``r=8``, whose
+    peft default ``lora_alpha = 8`` is ``alpha_per_rank = 1``). Returns the ``peft.PeftModel``
+    (use its ``disable_adapter()`` context to get the frozen pre-trained features). A backbone
+    without ViT MLP layers raises ConfigError.
 
     Used by chapter 04_lora.
     """
     from peft import LoraConfig, get_peft_model
 
-    ranks = lora_target_ranks(backbone, ratio)
+    ranks = lora_target_ranks(backbone, ratio, rank=rank)
     # Full qualified names anchored at the end: peft matches rank_pattern keys as regexes
     # against each module's full name, so "blocks.1.mlp.fc1" must not also match "blocks.11...".
     rank_pattern = {f"^{re.escape(name)}$": r for name, r in ranks.items()}

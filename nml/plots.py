@@ -80,7 +80,7 @@ __all__ = [
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
     "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
-    "metric_correlations", "best_noise", "pick_spectra",
+    "metric_correlations", "best_noise", "pick_spectra", "compare_variants",
     # figures
     "accuracy_vs_noise", "noise_panels", "label_noise_panels", "gap_bars_figure",
     "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
@@ -1027,6 +1027,54 @@ def pick_spectra(spectra: Mapping, *, by: str, **where) -> dict:
     if not out:
         raise NMLError(f"pick_spectra: no spectrum matches {where}")
     return dict(sorted(out.items(), key=lambda kv: kv[0]))
+
+
+def compare_variants(frames: Mapping[str, pd.DataFrame], metrics: Sequence[str], *,
+                     reference: str, digits: int = 2) -> pd.DataFrame:
+    """Each variant's mean ± 95 % t-interval over seeds and its paired difference to
+    ``reference``, per metric, task kind (:func:`average_by_kind`) and noise level.
+
+    ``frames``: ``{variant name: tidy tuning rows}``; the difference pairs runs by pre-trained
+    model and tuning seed. A metric a variant's units do not store (e.g. the authors'
+    spectrum preprocessing in units stored before it existed) reads "not stored", never 0.
+    Returns one row per (metric, kind, noise) with a column per variant and one per difference.
+
+    Used by chapter 11_ablations (the paper's NMTune against the authors' code).
+    """
+    keys = ["kind", "noise", "pretrain_seed", "seed"]
+    out = []
+    for metric in metrics:
+        per = {}
+        for name, df in frames.items():
+            part = df[df["metric"] == metric]
+            per[name] = average_by_kind(part)[[*keys, "value"]] if len(part) else None
+        cells = {}
+        for name, df in per.items():
+            if df is None:
+                continue
+            for r in summarize_over_seeds(df, ["kind", "noise"]).itertuples():
+                cells.setdefault((r.kind, r.noise), {})[name] = \
+                    f"{r.mean:.{digits}f} ± {r.err:.{digits}f} (n={r.n})"
+            if name != reference and per[reference] is not None:
+                paired = df.merge(per[reference], on=keys, suffixes=("", "_ref"))
+                paired["diff"] = paired["value"] - paired["value_ref"]
+                for r in summarize_over_seeds(paired, ["kind", "noise"], value="diff").itertuples():
+                    star = " *" if r.n > 1 and abs(r.mean) > r.err else ""
+                    cells.setdefault((r.kind, r.noise), {})[f"{name} − {reference}"] = \
+                        f"{r.mean:+.{digits}f} ± {r.err:.{digits}f}{star}"
+        kinds_noise = sorted(cells) or []
+        for kind, noise in kinds_noise:
+            row = {"metric": metric, "kind": kind, "noise": f"{noise * 100:g}%"}
+            for name in frames:
+                row[name] = cells[(kind, noise)].get(name, "not stored")
+                if name != reference:
+                    diff = f"{name} − {reference}"
+                    row[diff] = cells[(kind, noise)].get(diff, "not stored")
+            out.append(row)
+        if not kinds_noise:
+            out.append({"metric": metric, "kind": "", "noise": "",
+                        **{name: "not stored" for name in frames}})
+    return pd.DataFrame(out)
 
 
 def average_by_kind(df: pd.DataFrame) -> pd.DataFrame:

@@ -290,6 +290,48 @@ class ResultStore:
         return Unit(experiment, key, record["config"], pd.DataFrame(rows),
                     dict(output.arrays), prov, record["info"], replayed=False)
 
+    def amend(self, unit: Unit, rows: list[dict], arrays: dict[str, np.ndarray], *,
+              note: str) -> Unit:
+        """Add rows and arrays to a stored unit without changing its key or its other contents.
+
+        For metrics that joined a unit's kind after it was stored (e.g. the authors' spectrum
+        preprocessing, ``scripts/migrate_spectrum_authors.py``). Existing rows (same test set and
+        metric) and arrays (same name) are refused, so an amendment never overwrites a result;
+        ``note`` is appended to the provenance's ``amendments`` with a time stamp. The arrays
+        and then the JSON are rewritten atomically and the index updated.
+        """
+        json_path, npz_path = self._paths(unit.experiment, unit.key)
+        if not json_path.exists():
+            raise NMLError(f"unit {unit.experiment}/{unit.key} is not stored in {self.root}; "
+                           f"only stored units can be amended")
+        record = json.loads(json_path.read_text())
+        have = {(r.get("test_set"), r["metric"]) for r in record["rows"]}
+        clash = [(r.get("test_set"), r["metric"]) for r in rows
+                 if (r.get("test_set"), r["metric"]) in have]
+        clash += [name for name in arrays if name in unit.arrays]
+        if clash:
+            raise NMLError(f"amending {unit.experiment}/{unit.key} would overwrite {clash[:4]}; "
+                           f"an amendment only adds")
+        new_rows = []
+        for row in rows:
+            missing = [c for c in INDEX_COLUMNS if c not in row and c != "experiment"]
+            if missing:
+                raise NMLError(f"result row {row} lacks index column(s) {missing}")
+            new_rows.append({"experiment": unit.experiment, **_jsonable(row)})
+        record["rows"] = record["rows"] + new_rows
+        stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        record["provenance"].setdefault("amendments", []).append(
+            {"note": note, "created": stamp, "git_commit": _git_commit(),
+             "rows_added": len(new_rows), "arrays_added": sorted(arrays)})
+        if arrays:
+            merged = {**unit.arrays, **arrays}
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **{k: np.asarray(v) for k, v in merged.items()})
+            atomic_write_bytes(npz_path, buf.getvalue())
+        atomic_write_bytes(json_path, json.dumps(record, indent=1).encode())
+        self._update_index(unit.key, pd.DataFrame(record["rows"]))
+        return self.load(unit.experiment, unit.key)
+
     def run(self, experiment: str, config: Config | dict, compute: Callable[[], UnitOutput], *,
             recompute: bool = False) -> Unit:
         """Replay the stored unit for ``config``; compute and store it only when absent."""

@@ -14,6 +14,17 @@ When ``M < D`` the matrix has only ``M`` non-zero singular values; the remaining
 zero and add nothing to either sum (``0 log 0 = 0``), so this module returns the ``min(M, D)``
 values of the thin SVD.
 
+**Two preprocessings** (``preprocess=``): ``"paper"`` is the raw matrix above, as the paper's
+Definitions 5.1-5.2 read. ``"authors"`` is what the authors' public spectrum code does
+(Hhhhhhao/Noisy-Model-Learning, ``src/models/svd.py`` and ``pca.py``): L2-normalise each
+feature row, subtract each row's mean over its ``D`` dimensions, then take the singular values
+(their ``TruncatedSVD`` keeps all ``D`` components, i.e. the full spectrum; here the exact
+thin SVD). The paper's spectrum figures were made with that code. The two give different
+numbers (LSVR in particular: the row normalisation removes the norm differences between
+samples and the row centring the common offset that makes ``s_1`` large), so every spectrum
+unit of the book stores both: metrics ``sve`` / ``lsvr`` (paper) and ``sve_authors`` /
+``lsvr_authors`` (:data:`METRIC_NAMES`), arrays ``<test set>`` and ``authors/<test set>``.
+
 Degenerate inputs raise :class:`~nml.errors.DataError` (nothing is silently defined): a
 non-2-D or empty matrix, non-finite entries, and an all-zero matrix (``sum_j s_j = 0`` leaves
 ``p`` undefined). A rank-1 matrix is not degenerate: its SVE and LSVR are 0.
@@ -28,7 +39,19 @@ import numpy as np
 from .errors import DataError
 
 __all__ = ["singular_values", "singular_value_entropy", "largest_singular_value_ratio",
-           "spectrum_groups", "spectrum_summary", "SPECTRUM_GROUP_EDGES"]
+           "spectrum_groups", "spectrum_summary", "SPECTRUM_GROUP_EDGES", "PREPROCESSINGS",
+           "METRIC_NAMES", "ARRAY_PREFIX", "preprocess_features", "spectrum_rows"]
+
+#: ``"paper"``: the raw matrix (Definitions 5.1-5.2); ``"authors"``: each row L2-normalised,
+#: then centred over its dimensions (the authors' svd.py / pca.py).
+PREPROCESSINGS: tuple[str, ...] = ("paper", "authors")
+#: The result-row metric names of SVE and LSVR under each preprocessing.
+METRIC_NAMES: dict[str, dict[str, str]] = {
+    "paper": {"sve": "sve", "lsvr": "lsvr"},
+    "authors": {"sve": "sve_authors", "lsvr": "lsvr_authors"},
+}
+#: A stored unit's array of test set ``t`` is ``ARRAY_PREFIX[p] + t`` under preprocessing ``p``.
+ARRAY_PREFIX: dict[str, str] = {"paper": "", "authors": "authors/"}
 
 # Appendix A.4 of the ICLR version splits the spectrum "into three groups: the top 20, 20-500,
 # and the remaining" to show the head (where LSVR lives) apart from the long tail (SVE).
@@ -56,17 +79,40 @@ def _as_matrix(features) -> np.ndarray:
     return arr
 
 
-def singular_values(features) -> np.ndarray:
-    """Singular values of the raw ``M x D`` feature matrix, float64, descending.
+def _check_preprocess(preprocess: str) -> None:
+    if preprocess not in PREPROCESSINGS:
+        raise DataError(f"preprocess must be one of {PREPROCESSINGS}, got {preprocess!r}")
 
-    Accepts a torch tensor (any dtype or device) or anything ``numpy.asarray`` takes. The
-    matrix is used as the paper defines it: not centred, not normalised. Returns the
-    ``min(M, D)`` singular values of the thin SVD (the rest are zero). Raises ``DataError`` for
-    a non-2-D, empty or non-finite matrix.
+
+def preprocess_features(features, preprocess: str = "paper") -> np.ndarray:
+    """The float64 matrix whose singular values the spectrum is: the raw ``M x D`` features
+    (``"paper"``), or each row divided by its L2 norm (a zero row stays zero, as
+    ``torch.nn.functional.normalize``) and then minus its mean over the ``D`` dimensions
+    (``"authors"``).
 
     Used by chapters 03_feature_spectrum, 06_nmtune and 11_ablations.
     """
+    _check_preprocess(preprocess)
     arr = _as_matrix(features)
+    if preprocess == "authors":
+        norms = np.linalg.norm(arr, axis=1, keepdims=True)
+        arr = arr / np.maximum(norms, 1e-12)
+        arr = arr - arr.mean(axis=1, keepdims=True)
+    return arr
+
+
+def singular_values(features, preprocess: str = "paper") -> np.ndarray:
+    """Singular values of the ``M x D`` feature matrix, float64, descending.
+
+    Accepts a torch tensor (any dtype or device) or anything ``numpy.asarray`` takes. With
+    ``preprocess="paper"`` the matrix is used as the paper defines it: not centred, not
+    normalised; ``"authors"`` applies the authors' row normalisation and row centring first
+    (:func:`preprocess_features`). Returns the ``min(M, D)`` singular values of the thin SVD
+    (the rest are zero). Raises ``DataError`` for a non-2-D, empty or non-finite matrix.
+
+    Used by chapters 03_feature_spectrum, 06_nmtune and 11_ablations.
+    """
+    arr = preprocess_features(features, preprocess)
     s = np.linalg.svd(arr, compute_uv=False)
     return np.sort(s)[::-1].astype(np.float64, copy=True)
 
@@ -126,13 +172,37 @@ def spectrum_groups(s) -> dict[str, np.ndarray]:
     return {"top20": arr[:lo].copy(), "mid": arr[lo:hi].copy(), "rest": arr[hi:].copy()}
 
 
-def spectrum_summary(features) -> dict:
-    """``{"singular_values": s, "sve": SVE, "lsvr": LSVR}`` of a raw ``M x D`` feature matrix.
+def spectrum_summary(features, preprocess: str = "paper") -> dict:
+    """``{"singular_values": s, "sve": SVE, "lsvr": LSVR}`` of an ``M x D`` feature matrix
+    under ``preprocess`` (:data:`PREPROCESSINGS`).
 
     Raises ``DataError`` for a non-2-D, empty, non-finite or all-zero matrix.
 
     Used by chapters 03_feature_spectrum, 06_nmtune and 11_ablations.
     """
-    s = singular_values(features)
+    s = singular_values(features, preprocess)
     return {"singular_values": s, "sve": singular_value_entropy(s),
             "lsvr": largest_singular_value_ratio(s)}
+
+
+def spectrum_rows(features, test_set: str,
+                  preprocessings: tuple[str, ...] = PREPROCESSINGS
+                  ) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Result rows and arrays of one feature matrix under each preprocessing.
+
+    Rows: ``{"test_set", "metric", "value"}`` with the metric names of :data:`METRIC_NAMES`;
+    arrays: the singular values keyed ``ARRAY_PREFIX[p] + test_set``. The one home of how a
+    spectrum unit stores its spectra (``nml.experiments.Pipeline.spectrum``, the tuning units of
+    ``nml.tune`` and ``scripts/migrate_spectrum_authors.py``).
+
+    Used by chapters 03_feature_spectrum, 06_nmtune and 11_ablations.
+    """
+    rows, arrays = [], {}
+    for p in preprocessings:
+        s = singular_values(features, p)
+        arrays[ARRAY_PREFIX[p] + test_set] = s
+        rows += [{"test_set": test_set, "metric": METRIC_NAMES[p]["sve"],
+                  "value": singular_value_entropy(s)},
+                 {"test_set": test_set, "metric": METRIC_NAMES[p]["lsvr"],
+                  "value": largest_singular_value_ratio(s)}]
+    return rows, arrays

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ from .config import MAX_LR, MAX_WEIGHT_DECAY, Config, check_range
 from .errors import ConfigError, DataError
 from .guards import check_features, check_loss, check_parameters
 
-__all__ = ["METHODS", "BLACKBOX_METHODS", "PAPER_LR", "PAPER_WEIGHT_DECAY", "TuneConfig",
+__all__ = ["METHODS", "BLACKBOX_METHODS", "PAPER_LR", "PAPER_WEIGHT_DECAY", "VARIANTS",
+           "AUTHORS_LORA_RANK", "AUTHORS_BATCH_SIZE", "TuneConfig",
            "TuneResult", "FeatureMLP", "tune_on_features", "tune_backbone", "evaluate_logits",
            "downstream_train_labels"]
 
@@ -40,11 +42,31 @@ PAPER_LR = {"lp": 0.01, "mlp": 1e-3, "nmtune": 1e-3, "lora": 2e-4, "lora_nmtune"
 PAPER_WEIGHT_DECAY = {"lp": 0.0, "mlp": 1e-4, "nmtune": 1e-4, "lora": 1e-4, "lora_nmtune": 1e-4,
                       "ft": 1e-4}
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "identity": nn.Identity}
+#: ``TuneConfig.variant``: the paper's NMTune (the default) or the authors' public code's
+#: whole set-up (book/method.md, "The paper and the authors' code", lists every difference).
+VARIANTS = ("paper", "authors")
+#: The authors' LoRA: peft ``LoraConfig(r=8)`` on every ViT MLP layer (``nml_finetune.py``).
+AUTHORS_LORA_RANK = 8
+#: The batch of the authors' README commands (64 images; two views of each in black-box NMTune).
+AUTHORS_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
 class TuneConfig(Config):
-    """One downstream tuning run. Defaults are the paper's (journal Sections 4.3, 6.1)."""
+    """One downstream tuning run. Defaults are the paper's (journal Sections 4.3, 6.1).
+
+    ``variant="authors"`` switches to the authors' public code (Hhhhhhao/Noisy-Model-Learning)
+    in one go: the regulariser of :meth:`nml.losses.NMTuneLossConfig.authors_code` (no lambda;
+    LoRA + NMTune with the covariance and SVD terms only), the head
+    ``Linear(D, kD) -> BatchNorm1d -> ReLU -> Linear(kD, D)`` with ``Z = s * h(F) + F`` (``s`` a
+    learnable 1 x D scale initialised to ``res_scale_init``), a Kaiming-uniform classifier with
+    zero bias, black-box MLP / NMTune on two augmented views of each training image (crop 80-100 %
+    + flip; cross-entropy on both, L_MSE between view 1's F and view 2's Z), LoRA at rank 8.
+    :meth:`authors_code` also sets their batch of 64 images.
+    """
+
+    # Fields added after results were stored: at their default they stay out of the hash.
+    added_fields: ClassVar[tuple[str, ...]] = ("variant", "res_scale_init")
 
     method: str = "lp"            # lp | mlp | nmtune | lora | lora_nmtune | ft
     epochs: int = 30              # paper: 30 for LP and FT
@@ -66,6 +88,17 @@ class TuneConfig(Config):
     label_noise: float = 0.0      # symmetric noise added to the downstream train labels (paper 7.4)
     lora_ratio: int = 8           # LoRA rank = in_features // lora_ratio (paper: 8)
     augment: bool = False         # black-box: extract train features under augmentation
+    variant: str = "paper"        # paper | authors (the authors' public code, see the docstring)
+    res_scale_init: float = 0.5   # authors: initial residual scale s (their default 0.5; README 1.0)
+
+    @classmethod
+    def authors_code(cls, method: str = "nmtune", **overrides) -> "TuneConfig":
+        """The authors' set-up for ``method``: ``variant="authors"`` and their batch of 64.
+
+        Used by chapters 06_nmtune and 11_ablations.
+        """
+        return cls.from_dict({"method": method, "variant": "authors",
+                              "batch_size": AUTHORS_BATCH_SIZE}, **overrides)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -88,6 +121,21 @@ class TuneConfig(Config):
             check_range("lr", self.lr, 0.0, MAX_LR, lo_inclusive=False)
         if self.weight_decay is not None:
             check_range("weight_decay", self.weight_decay, 0.0, MAX_WEIGHT_DECAY)
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        check_range("res_scale_init", self.res_scale_init, None, None)
+        if self.variant == "paper" and self.res_scale_init != 0.5:
+            raise ConfigError("res_scale_init only acts with variant='authors' (their residual "
+                              "scale); leave it at 0.5 or pass variant='authors'")
+        if self.variant == "authors":
+            fixed = {"lam": 0.01, "w_mse": 1.0, "w_cov": 1.0, "w_svd": 1.0, "svd_top_k": 1,
+                     "residual_mlp": False, "augment": False, "lora_ratio": 8}
+            changed = [k for k, v in fixed.items() if getattr(self, k) != v]
+            if changed:
+                raise ConfigError(
+                    f"variant='authors' fixes {changed} itself (weights 1 / 0.04 / 0.001 with no "
+                    f"lambda, top-5 SVD term, residual head, two augmented views, LoRA rank "
+                    f"{AUTHORS_LORA_RANK}); leave them at their defaults or use variant='paper'")
 
     @property
     def learning_rate(self) -> float:
@@ -102,9 +150,17 @@ class TuneConfig(Config):
     def uses_nmtune(self) -> bool:
         return self.method in ("nmtune", "lora_nmtune")
 
+    @property
+    def authors(self) -> bool:
+        return self.variant == "authors"
+
     def loss_config(self):
         """The NMTune regulariser's config (nml.losses) built from this run's fields."""
         from .losses import NMTuneLossConfig
+        if self.authors:   # their LoRA + NMTune has no MSE term (nml_finetune.py)
+            return NMTuneLossConfig.authors_code(
+                svd_method=self.svd_method,
+                **({"w_mse": 0.0} if self.method == "lora_nmtune" else {}))
         return NMTuneLossConfig.from_dict(
             lam=self.lam, w_mse=self.w_mse, w_cov=self.w_cov, w_svd=self.w_svd,
             top_k=self.svd_top_k, svd_method=self.svd_method)
@@ -115,29 +171,54 @@ class TuneResult:
     """Metrics per test set and the singular values of the features the classifier sees."""
 
     metrics: list[dict]                       # {"test_set", "metric", "value"}
-    singular_values: dict[str, np.ndarray]    # test_set -> s (descending)
+    singular_values: dict[str, np.ndarray]    # test_set -> s (descending); "authors/<test_set>"
+    #                                           -> s under the authors' preprocessing
     history: list[dict] = field(default_factory=list)  # per-epoch train loss and reg terms
     train_noise_rate: float = 0.0             # realised share of flipped train labels (label_noise)
 
 
 class FeatureMLP(nn.Module):
-    """NMTune's h: D -> mult*D -> ... -> D with a non-linearity between layers (paper Fig. 6a)."""
+    """NMTune's h: D -> mult*D -> ... -> D with a non-linearity between layers (paper Fig. 6a).
+
+    ``residual``: ``Z = F + h(F)``. The authors' head (``batchnorm=True``,
+    ``res_scale=0.5``): ``BatchNorm1d`` after each hidden linear layer (before the
+    non-linearity) and ``Z = s * h(F) + F`` with ``s`` a learnable 1 x D scale initialised to
+    ``res_scale`` (their ``ImageEncoderMLP``).
+    """
 
     def __init__(self, dim: int, hidden_mult: int = 4, layers: int = 2,
-                 activation: str = "relu", residual: bool = False):
+                 activation: str = "relu", residual: bool = False, *, batchnorm: bool = False,
+                 res_scale: float | None = None):
         super().__init__()
         widths = [dim] + [dim * hidden_mult] * (layers - 1) + [dim]
         mods: list[nn.Module] = []
         for i in range(layers):
             mods.append(nn.Linear(widths[i], widths[i + 1]))
             if i < layers - 1:
+                if batchnorm:
+                    mods.append(nn.BatchNorm1d(widths[i + 1]))
                 mods.append(ACTIVATIONS[activation]())
         self.net = nn.Sequential(*mods)
         self.residual = residual
+        self.scale = None if res_scale is None else nn.Parameter(
+            torch.full((1, dim), float(res_scale)))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         z = self.net(f)
+        if self.scale is not None:
+            return self.scale * z + f
         return f + z if self.residual else z
+
+
+def _classifier(dim: int, num_classes: int, cfg: TuneConfig) -> nn.Linear:
+    """The linear classifier: PyTorch's default init (paper), or the authors' Kaiming-uniform
+    weights (``torch.nn.init.kaiming_uniform_``, a = 0) with zero bias."""
+    head = nn.Linear(dim, num_classes)
+    if cfg.authors:
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(head.weight)
+            head.bias.zero_()
+    return head
 
 
 def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
@@ -156,12 +237,10 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int
     return {"accuracy": acc, "f1": float(np.mean(f1s) * 100)}
 
 
-def _spectrum_rows(test_set: str, z: torch.Tensor) -> tuple[list[dict], np.ndarray]:
-    from .spectrum import largest_singular_value_ratio, singular_value_entropy, singular_values
-    s = singular_values(z)
-    return ([{"test_set": test_set, "metric": "sve", "value": singular_value_entropy(s)},
-             {"test_set": test_set, "metric": "lsvr", "value": largest_singular_value_ratio(s)}],
-            s)
+def _spectrum_rows(test_set: str, z: torch.Tensor) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """SVE / LSVR rows and singular values of ``z`` under both preprocessings (nml.spectrum)."""
+    from .spectrum import spectrum_rows
+    return spectrum_rows(z, test_set)
 
 
 def _subset_indices(n: int, fraction: float, seed: int) -> torch.Tensor:
@@ -206,7 +285,11 @@ def _training_setup(params, cfg: TuneConfig, steps_per_epoch: int):
     if cfg.uses_nmtune:
         from .losses import nmtune_regularizer
         loss_cfg = cfg.loss_config()
-        regulariser = lambda f, z: nmtune_regularizer(f, z, loss_cfg)  # noqa: E731
+
+        def regulariser(f, z, mse_z=None):
+            """``(lam * reg, parts)``: what joins the cross-entropy (lam = 1 for the authors)."""
+            reg, parts = nmtune_regularizer(f, z, loss_cfg, mse_z=mse_z)
+            return loss_cfg.lam * reg, parts
     return optimizer, scheduler, regulariser
 
 
@@ -219,15 +302,32 @@ def _check_train_set(n: int, batch_size: int, what: str) -> None:
 def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
                      tests: dict[str, tuple[torch.Tensor, torch.Tensor]], num_classes: int,
                      cfg: TuneConfig, *, device: str | torch.device = "cpu",
-                     progress: bool = True) -> TuneResult:
+                     progress: bool = True, train_features_view2: torch.Tensor | None = None
+                     ) -> TuneResult:
     """Black-box tuning (LP, MLP, NMTune) on frozen features.
 
     ``tests`` maps a test-set name to (features, labels). Returns per-test-set accuracy, F1,
-    SVE and LSVR of the classifier's input features (F for LP, Z = h(F) otherwise).
+    SVE and LSVR (of the raw features and under the authors' preprocessing) of the classifier's
+    input features (F for LP, Z = h(F) otherwise).
+
+    ``cfg.variant == "authors"`` with MLP / NMTune needs ``train_features_view2``, the features
+    of a second augmented view of the same training images (``train_features`` is view 1): each
+    step stacks both views (2 x batch rows) through the head and the classifier, as the authors'
+    code does. LP under the authors' variant is their linear probe: unaugmented features and a
+    Kaiming-uniform classifier.
     """
     if cfg.method not in BLACKBOX_METHODS:
         raise ConfigError(f"tune_on_features runs {BLACKBOX_METHODS}; {cfg.method!r} needs the "
                           f"backbone: use tune_backbone")
+    two_views = cfg.authors and cfg.method != "lp"
+    if two_views and train_features_view2 is None:
+        raise ConfigError("variant='authors' tunes the MLP on two augmented views of each "
+                          "training image: pass train_features_view2 (Pipeline.tune extracts "
+                          "both views)")
+    if two_views and train_features_view2.shape != train_features.shape:
+        raise DataError(f"train_features_view2 has shape {tuple(train_features_view2.shape)}, "
+                        f"not that of train_features {tuple(train_features.shape)}; both views "
+                        f"must come from the same images")
     device = torch.device(device)
     check_features(train_features, "the downstream train features")
     for name, (test_f, _) in tests.items():
@@ -235,13 +335,15 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
     idx, labels, noise_rate = downstream_train_labels(train_labels, num_classes, cfg)
     _check_train_set(len(idx), cfg.batch_size, "the downstream train set")
     feats = train_features[idx].float().to(device)
+    feats2 = train_features_view2[idx].float().to(device) if two_views else None
     labels = labels.to(device)
     dim = feats.shape[1]
 
     torch.manual_seed(cfg.seed)
     mlp = None if cfg.method == "lp" else FeatureMLP(
-        dim, cfg.mlp_hidden_mult, cfg.mlp_layers, cfg.mlp_activation, cfg.residual_mlp).to(device)
-    head = nn.Linear(dim, num_classes).to(device)
+        dim, cfg.mlp_hidden_mult, cfg.mlp_layers, cfg.mlp_activation, cfg.residual_mlp,
+        batchnorm=cfg.authors, res_scale=cfg.res_scale_init if cfg.authors else None).to(device)
+    head = _classifier(dim, num_classes, cfg).to(device)
     params = list(head.parameters()) + (list(mlp.parameters()) if mlp is not None else [])
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
     optimizer, scheduler, regulariser = _training_setup(params, cfg, steps_per_epoch)
@@ -249,16 +351,24 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
     generator = torch.Generator().manual_seed(cfg.seed)
     history = []
     for epoch in tqdm(range(cfg.epochs), desc=f"{cfg.method}", disable=not progress, leave=False):
+        if mlp is not None:
+            mlp.train()
         order = torch.randperm(len(labels), generator=generator).to(device)
         total, parts_sum = 0.0, {}
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
             f, y = feats[batch], labels[batch]
-            z = mlp(f) if mlp is not None else f
+            if two_views:   # the authors' batch: both views stacked, labels repeated
+                z = mlp(torch.cat([f, feats2[batch]]))
+                y = torch.cat([y, y])
+                mse_z = z[len(batch):]      # L_MSE: view 2's Z against view 1's F
+            else:
+                z = mlp(f) if mlp is not None else f
+                mse_z = None
             loss = nnf.cross_entropy(head(z), y)
             if regulariser is not None:
-                reg, parts = regulariser(f, z)
-                loss = loss + cfg.lam * reg
+                reg, parts = regulariser(f, z, mse_z)
+                loss = loss + reg
                 for k, v in parts.items():
                     parts_sum[k] = parts_sum.get(k, 0.0) + float(v)
             value = float(loss.detach())
@@ -275,15 +385,17 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
                         **{k: v / steps_per_epoch for k, v in parts_sum.items()}})
 
     metrics, spectra = [], {}
+    if mlp is not None:
+        mlp.eval()
     with torch.no_grad():
         for name, (test_f, test_y) in tests.items():
             z = test_f.float().to(device)
             z = mlp(z) if mlp is not None else z
             scores = evaluate_logits(head(z), test_y, num_classes)
             metrics += [{"test_set": name, "metric": k, "value": v} for k, v in scores.items()]
-            rows, s = _spectrum_rows(name, z.cpu())
+            rows, arrays = _spectrum_rows(name, z.cpu())
             metrics += rows
-            spectra[name] = s
+            spectra.update(arrays)
     return TuneResult(metrics, spectra, history, noise_rate)
 
 
@@ -297,8 +409,14 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
     layers and a new linear head; LoRA + NMTune adds the three NMTune terms on the penultimate
     features Z, with F the same batch's features with the adapters switched off; FT trains
     every weight. Training images are augmented on the device (random crop + flip).
+
+    ``cfg.variant == "authors"``: LoRA at rank 8 on every adapted layer, the covariance and SVD
+    terms only (so F is not computed), a Kaiming-uniform classifier with zero bias, and the
+    authors' augmentation (crop of 80-100 % + flip, :func:`nml.data.augment_resized_crop`).
     """
-    from .data import augment, to_float
+    from .data import augment, augment_resized_crop, to_float
+
+    augmenter = augment_resized_crop if cfg.authors else augment
 
     if cfg.method not in ("lora", "lora_nmtune", "ft"):
         raise ConfigError(f"tune_backbone runs lora, lora_nmtune and ft; use tune_on_features "
@@ -316,8 +434,9 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
         model.requires_grad_(True)
     else:
         from .models import lora_wrap
-        adapter = lora_wrap(model, ratio=cfg.lora_ratio)
-    head = nn.Linear(model.feature_dim, num_classes).to(device)
+        adapter = lora_wrap(model, ratio=cfg.lora_ratio,
+                            rank=AUTHORS_LORA_RANK if cfg.authors else None)
+    head = _classifier(model.feature_dim, num_classes, cfg).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     steps_per_epoch = math.ceil(len(labels) / cfg.batch_size)
     optimizer, scheduler, regulariser = _training_setup(trainable, cfg, steps_per_epoch)
@@ -332,16 +451,19 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
             batch = order[start:start + cfg.batch_size]
-            x = to_float(augment(images[batch], generator), mean, std)
+            x = to_float(augmenter(images[batch], generator), mean, std)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 z = model.features(x)
                 loss = nnf.cross_entropy(head(z).float(), labels[batch])
             if regulariser is not None:
-                with torch.no_grad(), adapter.disable_adapter(), torch.autocast(
-                        device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    f = model.features(x)
+                if cfg.authors:    # no MSE term: F is not needed (its weight is 0)
+                    f = z.detach()
+                else:
+                    with torch.no_grad(), adapter.disable_adapter(), torch.autocast(
+                            device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        f = model.features(x)
                 reg, _ = regulariser(f.float(), z.float())
-                loss = loss + cfg.lam * reg
+                loss = loss + reg
             value = float(loss.detach())
             check_loss(value, what=f"{cfg.method} tuning", epoch=epoch + 1,
                        step=start // cfg.batch_size + 1, lr=cfg.learning_rate)
@@ -363,7 +485,7 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
                                  device=device)
             scores = evaluate_logits(head(z.to(device)), test_y, num_classes)
             metrics += [{"test_set": name, "metric": k, "value": v} for k, v in scores.items()]
-            rows, s = _spectrum_rows(name, z)
+            rows, arrays = _spectrum_rows(name, z)
             metrics += rows
-            spectra[name] = s
+            spectra.update(arrays)
     return TuneResult(metrics, spectra, history, noise_rate)

@@ -42,6 +42,19 @@
 # downstream data at this book's scale (named under the parameters), the SVE and LSVR against
 # noise beside the linear-probing accuracy of chapter 2 (full training data), and their
 # correlations.
+#
+# **Two preprocessings.** Definitions 5.1-5.2 take the singular values of the raw matrix $F$,
+# and that is what this chapter shows first (the *paper's definition*). The authors' public
+# spectrum code (`src/models/svd.py` and `pca.py` of Hhhhhhao/Noisy-Model-Learning) does
+# something else before the SVD: it L2-normalises each feature row and then subtracts each row's
+# mean over its $D$ dimensions. **The paper's spectrum figures (Fig. 5 and Appendix A.4) were made
+# with that code**, so its numbers are the ones to compare with the paper's plots; the raw
+# definition is the one its text states. The two can disagree (the row normalisation removes
+# the differences in feature norm between samples, the row centring the common offset that
+# makes $\sigma_1$ of ReLU-like features large), so every spectrum below is shown under both
+# (`nml.spectrum`, `preprocess="paper"` / `"authors"`; metrics `sve` / `lsvr` and
+# `sve_authors` / `lsvr_authors`). Spectrum units stored before nml kept the second carry only
+# the first: they are marked "not stored".
 
 # %% tags=["parameters"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
@@ -150,6 +163,30 @@ if id_tasks:
 
 
 # %% [markdown]
+# The same ID spectra under the authors' preprocessing (rows L2-normalised, then centred), the
+# form in which the paper's own spectrum plots were drawn:
+
+# %%
+def authors_available(b, task_name, test_set):
+    return all(("frozen", b, v, pseed, None, task_name, "authors/" + test_set, None) in spectra
+               for v in levels)
+
+
+if id_tasks:
+    t = id_tasks[0]
+    if all(authors_available(b, t, "test") for b in backbones):
+        plots.show(plots.spectrum_figure(
+            {f"{b}, noise {v * 100:g}%": spectrum(b, v, t, "authors/test") for b in backbones
+             for v in levels},
+            title="Figure 3.3b: singular values of the ID test features at every noise level, "
+                  "authors' preprocessing (rows normalised and centred)",
+            caption=spectrum_caption([t], "test set; authors' preprocessing")))
+    else:
+        display(Markdown("Figure 3.3b (authors' preprocessing): **not stored** for these "
+                         "units (stored before nml kept that preprocessing, and their features "
+                         "could not be recomputed; `scripts/migrate_spectrum_authors.py`)."))
+
+# %% [markdown]
 # Appendix A.4 compares raw singular values: on ID data the noisy models' values 21-500 should
 # be larger, and on OOD data the clean model's top values, above all $\sigma_1$. At this scale
 # (noisy over clean, every noise level):
@@ -190,6 +227,8 @@ display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the 
 def frozen_metric(name, tasks, exclude=("train",)):
     part = frozen[(frozen["metric"] == name) & frozen["task"].isin(tasks)
                   & ~frozen["test_set"].isin(exclude)]
+    if part.empty:   # e.g. the authors' preprocessing in units stored before it existed
+        return part
     return plots.mean_over(plots.mean_over(part, "test_set"), "task")
 
 
@@ -229,13 +268,47 @@ if ood_tasks:
                               epochs=f"{pipe.scale.tune_epochs} LP", seeds=None, extra=spread)))
 
 # %% [markdown]
+# The same two spectral metrics under the authors' preprocessing (the form of the paper's
+# Fig. 5), beside those of the paper's definition:
+
+# %%
+authors_metric = {"id": frozen_metric("sve_authors", id_tasks) if id_tasks else None,
+                  "ood": frozen_metric("lsvr_authors", ood_tasks) if ood_tasks else None}
+authors_panels = {}
+for kind, name, paper_metric in (("id", "SVE, ID test features", "sve"),
+                                 ("ood", "LSVR, OOD target features", "lsvr")):
+    if kind in fig5:
+        authors_panels[f"{name}: paper's definition"] = fig5[kind][0]
+        if authors_metric[kind] is not None and not authors_metric[kind].empty:
+            authors_panels[f"{name}: authors' preprocessing"] = authors_metric[kind]
+if any("authors'" in k for k in authors_panels):
+    plots.show(plots.noise_panels(
+        authors_panels, group_by=["backbone"], cols=2,
+        title="Figure 3.5b: SVE and LSVR vs pre-training noise under both preprocessings",
+        caption=plots.caption(scale=result.scale,
+                              data=f"{pipe.scale.upstream} -> {', '.join(id_tasks + ood_tasks)}",
+                              model=", ".join(backbones) + " (frozen)",
+                              epochs=f"{pipe.scale.pretrain_epochs} pre-training",
+                              seeds=n_pretrain, extra="left: raw features; right: rows "
+                              "L2-normalised and centred")))
+missing_authors = [k for k, v in authors_metric.items() if v is not None and v.empty]
+if missing_authors:
+    display(Markdown("Authors' preprocessing: **not stored** for the "
+                     + " and ".join(k.upper() for k in missing_authors) + " spectrum units of "
+                     "this scale (stored before nml kept it; their features could not be "
+                     "recomputed)."))
+
+# %% [markdown]
 # The spectral metrics as a table (mean ± 95 % interval over pre-training seeds; "(1 seed)" where
 # there is one):
 
 # %%
 metric_tables = [m.assign(quantity=q) for q, m in
-                 (("SVE (ID)", fig5.get("id", (None,))[0]),
-                  ("LSVR (OOD)", fig5.get("ood", (None,))[0])) if m is not None]
+                 (("SVE (ID), paper's definition", fig5.get("id", (None,))[0]),
+                  ("LSVR (OOD), paper's definition", fig5.get("ood", (None,))[0]),
+                  ("SVE (ID), authors' preprocessing", authors_metric["id"]),
+                  ("LSVR (OOD), authors' preprocessing", authors_metric["ood"]))
+                 if m is not None and not m.empty]
 display(plots.mean_ci_table(pd.concat(metric_tables), ["quantity", "backbone"], "noise",
                             digits=3).style.set_caption(
     f"Table 3.1: spectral metrics of the frozen features; {result.description}"))
@@ -301,6 +374,17 @@ for b in backbones:
                      + f". Its correlation with OOD accuracy across noise levels is r = {r:+.2f}; "
                      "the paper: negative " + ("(**same sign**)." if r < 0 else
                                                "(**opposite sign**)."))
+for b in backbones:
+    for kind, name in (("id", "ID SVE"), ("ood", "OOD LSVR")):
+        df = authors_metric[kind]
+        if df is None:
+            continue
+        if df.empty:
+            lines.append(f"- `{b}`: {name} under the authors' preprocessing: not stored.")
+            continue
+        word, values = trend(df[df["backbone"] == b])
+        lines.append(f"- `{b}`: {name} under the authors' preprocessing (the form of the "
+                     f"paper's figures) {word} with noise ({values}).")
 lines.append(
     "\nThe paper's mechanism needs both: LSVR rising with noise *and* OOD accuracy falling as "
     "it rises; a negative correlation with the wrong trend (both reversed) does not support it. "
@@ -331,6 +415,8 @@ clip_ood = [t for t in clip_frozen["task"].unique() if TASKS[t].kind == "ood"]
 def clip_frozen_metric(name, tasks):
     part = clip_frozen[(clip_frozen["metric"] == name) & clip_frozen["task"].isin(tasks)
                        & (clip_frozen["test_set"] != "train")]
+    if part.empty:   # e.g. the authors' preprocessing in units stored before it existed
+        return part
     return plots.mean_over(plots.mean_over(part, "test_set"), "task")
 
 
@@ -346,9 +432,19 @@ if clip_id:
 if clip_ood:
     clip_panels["LSVR, OOD target features"] = clip_frozen_metric("lsvr", clip_ood)
     clip_panels["OOD LP accuracy (%)"] = clip_lp_accuracy(clip_ood, "mean")
+# the authors' preprocessing, where the units store it
+clip_authors = {}
+if clip_id:
+    clip_authors["SVE, ID, authors' preprocessing"] = clip_frozen_metric("sve_authors", clip_id)
+if clip_ood:
+    clip_authors["LSVR, OOD, authors' preprocessing"] = clip_frozen_metric("lsvr_authors",
+                                                                            clip_ood)
+clip_panels.update({k: v for k, v in clip_authors.items() if not v.empty})
+clip_not_stored = [k for k, v in clip_authors.items() if v.empty]
 plots.show(plots.noise_panels(
     clip_panels, group_by=["backbone"], cols=2, x_title="captions swapped (%)",
-    title="Figure 3.6: CLIP image features: SVE, LSVR and LP accuracy vs caption noise",
+    title=("Figure 3.6: CLIP image features: SVE, LSVR (paper's definition, and the authors' "
+           "preprocessing where stored) and LP accuracy vs caption noise"),
     caption=plots.scale_caption(clip_pipe.scale, clip_rows[clip_rows["method"].isin(
         ["frozen", "lp"])])))
 
@@ -357,6 +453,8 @@ clip_lines = []
 for title, df in clip_panels.items():
     word, values = trend(df)
     clip_lines.append(f"- {title}: {word} as caption noise grows ({values}).")
+clip_lines += [f"- {title}: not stored (units stored before nml kept this preprocessing)."
+               for title in clip_not_stored]
 clip_lines.append(
     "\nThe paper expects SVE (ID) and LSVR (OOD) to rise with noise and OOD accuracy to fall; "
     "compare each line with that, and with the supervised models above.")

@@ -203,3 +203,84 @@ def test_regularizer_is_weighted_sum_without_lambda():
                                          rel=1e-6)
     expected = 2.0 * parts["mse"] + 0.25 * parts["cov"] + 3.0 * parts["svd"]
     assert total.item() == pytest.approx(expected, rel=1e-5)
+
+
+# --- golden values: the paper's and the authors' regulariser ------------------------------------
+# Computed by an independent numpy float64 implementation of the formulas with analytic
+# gradients checked against finite differences: scripts/nmtune_golden_values.py (its output,
+# pasted). "total" is what is added to the cross-entropy (paper: lam * (...), lam = 0.01;
+# authors: mse + 0.04 cov + 0.001 svd, no lambda); the gradient is that of "total" with
+# respect to Z, checked as its inner product with a fixed direction V and its norm.
+GOLDEN = {
+    ('small', 'paper'): {'mse': 0.6640876324322119, 'cov': 0.6349484976237424, 'svd': -0.5070092487039745, 'total': 0.007920268813519798, 'grad_dot_v': 0.00730929991623078, 'grad_norm': 0.008165311313780831},  # noqa: E501
+    ('small', 'authors'): {'mse': 0.16602190810805298, 'cov': 0.6349484976237424, 'svd': -0.25, 'total': 0.19116984801300269, 'grad_dot_v': 0.010680456108563979, 'grad_norm': 0.12078643963270025},  # noqa: E501
+    ('batch', 'paper'): {'mse': 0.6883066057420137, 'cov': 0.8746094605025572, 'svd': -0.39189877435081505, 'total': 0.011710172918937558, 'grad_dot_v': 0.0007423441086998679, 'grad_norm': 0.006701754885943928},  # noqa: E501
+    ('two_view', 'authors'): {'mse': 0.2296564174478505, 'cov': 0.8746094605025572, 'svd': -0.19053976155197322, 'total': 0.2644502561064008, 'grad_dot_v': -0.027891231135331596, 'grad_norm': 0.05945775093279567},  # noqa: E501
+}
+
+
+def _golden_matrix(m, d, phase):
+    i, j = np.meshgrid(np.arange(m), np.arange(d), indexing="ij")
+    x = np.sin(1.3 * i + 0.7 * j + phase) + 0.25 * np.cos(0.5 * i * j + phase) + 0.1 * (j - i)
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def _golden_direction(m, d):
+    i, j = np.meshgrid(np.arange(m), np.arange(d), indexing="ij")
+    return torch.tensor(np.cos(0.9 * i - 0.4 * j + 0.3), dtype=torch.float32)
+
+
+def _golden_inputs(case):
+    """(F, Z, rows of Z paired with F in L_MSE) of one golden case."""
+    if case == "small":        # 6 x 4: min(M, D) = 4 < 5, the authors' small-batch edge case
+        return _golden_matrix(6, 4, 0.0), _golden_matrix(6, 4, 0.8), slice(None)
+    z = _golden_matrix(10, 7, 1.1)
+    if case == "batch":        # the paper's single-view batch, 10 x 7
+        return _golden_matrix(10, 7, 0.2), z, slice(None)
+    # the authors' two-view batch: F of view 1 (5 x 7), Z of both views stacked (10 x 7),
+    # L_MSE between F and view 2's Z
+    return _golden_matrix(5, 7, 0.2), z, slice(5, 10)
+
+
+@pytest.mark.parametrize("svd_method", ["exact", "fast"])
+@pytest.mark.parametrize("case,variant", list(GOLDEN))
+def test_regulariser_matches_golden_values(case, variant, svd_method):
+    F, Z, rows = _golden_inputs(case)
+    Z = Z.clone().requires_grad_(True)
+    cfg = (NMTuneLossConfig.authors_code(svd_method=svd_method) if variant == "authors"
+           else NMTuneLossConfig(svd_method=svd_method))
+    mse_z = None if rows == slice(None) else Z[rows]
+    reg, parts = nmtune_regularizer(F, Z, cfg, mse_z=mse_z)
+    total = cfg.lam * reg               # what nml.tune adds to the cross-entropy
+    total.backward()
+    want = GOLDEN[(case, variant)]
+    tol = 1e-5 if svd_method == "exact" else 1e-4
+    for name in ("mse", "cov", "svd"):
+        assert parts[name] == pytest.approx(want[name], rel=tol, abs=1e-7), name
+    assert total.item() == pytest.approx(want["total"], rel=tol, abs=1e-8)
+    v = _golden_direction(*Z.shape)
+    assert float((Z.grad * v).sum()) == pytest.approx(want["grad_dot_v"], rel=tol, abs=1e-8)
+    assert float(Z.grad.norm()) == pytest.approx(want["grad_norm"], rel=tol, abs=1e-8)
+
+
+def test_authors_variant_reductions_differ_from_the_papers_as_documented():
+    F, Z, _ = _golden_inputs("small")
+    # the authors' MSE is the per-sample value over D = 4 entries
+    assert consistency_mse(F, Z, reduction="element").item() == pytest.approx(
+        consistency_mse(F, Z).item() / 4, rel=1e-6)
+    # top-5 on 4 singular values: the authors' mean divides by 4 (= -1/4 for any Z), nml's
+    # default by 5 (the missing value counts as zero)
+    assert dominant_singular_loss(Z, top_k=5, method="exact", clip_k=True).item() == \
+        pytest.approx(-0.25, rel=1e-6)
+    assert dominant_singular_loss(Z, top_k=5, method="exact").item() == pytest.approx(-0.2,
+                                                                                      rel=1e-6)
+    cfg = NMTuneLossConfig.authors_code()
+    assert (cfg.variant, cfg.lam, cfg.w_mse, cfg.w_cov, cfg.w_svd, cfg.top_k) == \
+        ("authors", 1.0, 1.0, 0.04, 0.001, 5)
+    # the variant joins the hash only when set: old keys stay
+    assert "variant" not in NMTuneLossConfig().to_dict()
+    assert NMTuneLossConfig().hash() != NMTuneLossConfig(variant="authors").hash()
+    with pytest.raises(ConfigError):
+        consistency_mse(F, Z, reduction="sum")
+    with pytest.raises(ConfigError):
+        NMTuneLossConfig(variant="author")

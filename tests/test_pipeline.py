@@ -138,3 +138,77 @@ def test_downstream_label_noise_units_store_the_realised_rate(tiny_store):
     assert rate["value"].iloc[0] == pytest.approx(0.2, abs=1e-3)
     clean = pipe.tune(pcfg, "synthetic_id", pipe.tune_config("lp", epochs=1))
     assert "train_noise_rate" not in set(clean.rows["metric"])
+
+
+def test_authors_variant_tunes_on_two_cached_views_and_spectra_carry_both(tiny_store):
+    import torch
+
+    from nml.experiments import authors_view_seeds
+    from nml.tune import TuneConfig
+    pipe = Pipeline("tiny", store=tiny_store, progress=False)
+    pcfg = pipe.pretrain_config(pipe.scale.backbones[0], 0.0, 0)
+    unit = pipe.tune(pcfg, "synthetic_id", TuneConfig.authors_code("nmtune", epochs=1),
+                     experiment="ablation")
+    assert unit.config["tune"]["variant"] == "authors" and unit.config["tune"]["batch_size"] == 64
+    assert {"accuracy", "sve", "lsvr", "sve_authors", "lsvr_authors"} <= set(unit.rows["metric"])
+    assert {"test", "authors/test"} <= set(unit.arrays)
+    views = [pipe.features(pcfg, "synthetic_id", augment_seed=s, augmentation="resized_crop")
+             for s in authors_view_seeds(0)]
+    plain = pipe.features(pcfg, "synthetic_id")
+    assert views[0]["train"][0].shape == views[1]["train"][0].shape == plain["train"][0].shape
+    assert not torch.equal(views[0]["train"][0], views[1]["train"][0])
+    assert not torch.equal(views[0]["train"][0], plain["train"][0])
+    # only the training images are augmented
+    assert torch.equal(views[0]["tests"]["test"][0], plain["tests"]["test"][0])
+    spec = pipe.spectrum(pcfg, "synthetic_id")
+    assert {"sve", "lsvr", "sve_authors", "lsvr_authors"} <= set(spec.rows["metric"])
+    assert {"test", "authors/test", "train", "authors/train"} <= set(spec.arrays)
+
+
+def _migration_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "scripts" / "migrate_spectrum_authors.py"
+    spec = importlib.util.spec_from_file_location("migrate_spectrum_authors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_migration_adds_the_authors_rows_without_changing_keys(tiny_store, tmp_path, capsys):
+    """A spectrum unit stored with the paper's rows only (as before) gets the authors' rows from
+    its cached features, keeps its key, and a second run does nothing; a unit whose stored
+    values its features do not reproduce is left alone."""
+    from nml.results import UnitOutput
+    migrate = _migration_script()
+    store = ResultStore(tmp_path / "results")
+    pipe = Pipeline("tiny", store=tiny_store, progress=False)
+    keys = {}
+    for noise in (0.0, 0.1):
+        pcfg = pipe.pretrain_config(pipe.scale.backbones[0], noise, 0)
+        feats = pipe.features(pcfg, "synthetic_id")
+        rows, arrays = pipe.spectrum_output(pcfg, "synthetic_id", feats, ("paper",))
+        if noise > 0:   # a unit whose stored numbers are not those of its features
+            rows = [{**r, "value": r["value"] * 1.01} for r in rows]
+        unit = store.put("spectrum", pipe.spectrum_key(pcfg, "synthetic_id"),
+                         UnitOutput(rows=rows, arrays=arrays))
+        keys[noise] = unit.key
+    assert migrate.main(["--results", str(store.root), "--recompute", ""]) == 0
+    out = capsys.readouterr().out
+    assert "migrated: 1" in out and "not migrated: 1" in out and "not the same features" in out
+    done = store.load("spectrum", keys[0.0])
+    assert done.key == store.key("spectrum", done.config)        # the key did not change
+    want = pipe.spectrum(pipe.pretrain_config(pipe.scale.backbones[0], 0.0, 0), "synthetic_id")
+    got = done.rows.set_index(["test_set", "metric"])["value"]
+    for r in want.rows.itertuples():
+        assert got[(r.test_set, r.metric)] == pytest.approx(r.value, rel=1e-12)
+    np_arrays = done.arrays
+    assert set(np_arrays) == set(want.arrays)
+    assert done.provenance["amendments"][0]["rows_added"] == 4
+    untouched = store.load("spectrum", keys[0.1])
+    assert "sve_authors" not in set(untouched.rows["metric"])
+    index = store.index()
+    assert set(index[index["key"] == keys[0.0]]["metric"]) == {"sve", "lsvr", "sve_authors",
+                                                               "lsvr_authors"}
+    assert migrate.main(["--results", str(store.root), "--recompute", ""]) == 0
+    assert "already: 1" in capsys.readouterr().out

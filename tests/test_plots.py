@@ -446,3 +446,24 @@ def test_every_public_name_is_exported():
     assert all(hasattr(plots, n) for n in plots.__all__)
     for name in defined:
         assert "Used by" in (getattr(plots, name).__doc__ or ""), name
+
+
+def test_compare_variants_pairs_by_seed_and_says_not_stored():
+    def rows(values, metric):
+        return pd.DataFrame([{"scale": "tiny", "backbone": "resnet_micro", "noise": 0.0,
+                              "pretrain_seed": 0, "seed": s, "method": "nmtune",
+                              "task": "synthetic_id", "test_set": "test", "metric": metric,
+                              "value": v} for s, v in enumerate(values)])
+    paper = pd.concat([rows([70.0, 72.0, 74.0], "accuracy"), rows([3.0, 3.1, 3.2], "sve")])
+    authors = pd.concat([rows([71.0, 74.0, 74.0], "accuracy"), rows([3.5, 3.5, 3.5], "sve"),
+                         rows([2.0, 2.0, 2.0], "sve_authors")])
+    table = plots.compare_variants({"paper": paper, "authors": authors},
+                                   ["accuracy", "sve_authors"], reference="paper")
+    acc = table[table["metric"] == "accuracy"].iloc[0]
+    assert acc["paper"].startswith("72.00 ± ") and acc["paper"].endswith("(n=3)")
+    assert acc["authors"].startswith("73.00 ± ")
+    diff = acc["authors − paper"]          # paired differences 1, 2, 0: mean 1
+    assert diff.startswith("+1.00 ± ") and not diff.endswith("*")
+    spec = table[table["metric"] == "sve_authors"].iloc[0]
+    assert spec["paper"] == "not stored" and spec["authors − paper"] == "not stored"
+    assert spec["authors"].startswith("2.00 ± 0.00")

@@ -130,3 +130,24 @@ def test_only_rank_zero_writes_under_data_parallel(tmp_path, monkeypatch):
     unit = ResultStore(tmp_path).run("x", {"a": 1}, lambda: UnitOutput([_row(1.0)]))
     assert unit.rows["value"].tolist() == [1.0]
     assert not (tmp_path / "x").exists() and not (tmp_path / "index.csv").exists()
+
+
+def test_amend_adds_rows_and_arrays_only(tmp_path):
+    store = ResultStore(tmp_path)
+    unit = store.put("spectrum", {"a": 1}, UnitOutput(rows=[_row(2.0, metric="sve")],
+                                                      arrays={"test": np.array([2.0, 1.0])}))
+    other = store.put("spectrum", {"a": 2}, UnitOutput(rows=[_row(3.0, metric="sve")]))
+    amended = store.amend(unit, [_row(2.5, metric="sve_authors")],
+                          {"authors/test": np.array([1.5, 0.5])}, note="test")
+    assert amended.key == unit.key == store.key("spectrum", {"a": 1})
+    assert sorted(amended.rows["metric"]) == ["sve", "sve_authors"]
+    np.testing.assert_array_equal(amended.arrays["test"], [2.0, 1.0])
+    np.testing.assert_array_equal(amended.arrays["authors/test"], [1.5, 0.5])
+    assert amended.provenance["amendments"][0]["note"] == "test"
+    index = store.index()
+    assert sorted(index[index["key"] == unit.key]["metric"]) == ["sve", "sve_authors"]
+    assert (index["key"] == other.key).sum() == 1
+    with pytest.raises(NMLError, match="only adds"):
+        store.amend(amended, [_row(9.0, metric="sve")], {}, note="overwrite")
+    with pytest.raises(NMLError, match="only adds"):
+        store.amend(amended, [], {"test": np.array([0.0])}, note="overwrite")

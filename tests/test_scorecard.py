@@ -631,3 +631,29 @@ def test_every_claim_id_is_unique_and_every_family_is_on_the_page():
         assert f"`{claims[0].experiment}`" in text
     for name in ("clip", "asymmetric", "noisy_downstream", "practical", "ablation"):
         assert f"`{name}`" in text
+
+
+def test_spectral_claims_are_scored_under_both_preprocessings():
+    """C4 / C5 (and K4 / K5) each have an 'A' twin on the authors' preprocessing; a scale whose
+    units lack those rows shows 'not run', never a zero."""
+    ids = [c.id for c in sc.CLAIMS]
+    for cid in ("C4", "C5", "K4", "K5"):
+        assert f"{cid}A" in ids
+        assert "paper's definition" in _by_id(cid).title
+        assert "authors' preprocessing" in _by_id(f"{cid}A").title
+    assert (_by_id("C4A").metric, _by_id("C5A").metric) == ("sve_authors", "lsvr_authors")
+    assert _by_id("K5A").experiment == "clip" and _by_id("K5A").metric == "lsvr_authors"
+    paper = _tune_rows({0.0: [2.0], 0.1: [2.1], 0.3: [2.3]}, method="frozen",
+                       task="synthetic_ood_photo", metric="lsvr",
+                       test_sets=("train", *OOD_SETS), offsets=[9.0, 0.1, 0.2, 0.3])
+    authors = _tune_rows({0.0: [3.0], 0.1: [2.9], 0.3: [2.5]}, method="frozen",
+                         task="synthetic_ood_photo", metric="lsvr_authors",
+                         test_sets=("train", *OOD_SETS), offsets=[9.0, 0.1, 0.2, 0.3])
+    both = _index(paper, authors)
+    assert sc.score(both, _by_id("C5"), "tiny").headline.mean == pytest.approx(0.3)
+    row = sc.score(both, _by_id("C5A"), "tiny")
+    assert row.headline.mean == pytest.approx(-0.5)
+    assert row.verdict == "not reproduced at this scale"
+    missing = sc.score(_index(paper), _by_id("C5A"), "tiny")
+    assert missing.verdict == "not run" and missing.headline is None
+    assert "not stored" in _by_id("C5A").note

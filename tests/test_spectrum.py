@@ -102,3 +102,30 @@ def test_degenerate_spectra_raise(bad):
         singular_value_entropy(bad)
     with pytest.raises(DataError):
         largest_singular_value_ratio(bad)
+
+
+def test_authors_preprocessing_normalises_then_centres_each_row():
+    from nml.spectrum import (METRIC_NAMES, preprocess_features, spectrum_rows,
+                              spectrum_summary)
+    f = np.array([[3.0, 4.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 2.0], [1.0, 1.0, 1.0]])
+    # by hand: rows / norms, then minus the row mean
+    unit = f / np.linalg.norm(f, axis=1, keepdims=True)
+    want = unit - unit.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(preprocess_features(f, "authors"), want, rtol=1e-12)
+    np.testing.assert_allclose(preprocess_features(f, "paper"), f)
+    s = singular_values(f, preprocess="authors")
+    np.testing.assert_allclose(s, np.linalg.svd(want, compute_uv=False), rtol=1e-12)
+    # the constant row [1, 1, 1] becomes zero: the authors' spectrum ignores it
+    assert np.allclose(want[3], 0)
+    # invariant to a positive scale per row (the paper's raw spectrum is not)
+    scaled = f * np.array([[1.0], [10.0], [0.1], [3.0]])
+    assert spectrum_summary(scaled, "authors")["lsvr"] == pytest.approx(
+        spectrum_summary(f, "authors")["lsvr"], rel=1e-10)
+    assert spectrum_summary(scaled, "paper")["lsvr"] != pytest.approx(
+        spectrum_summary(f, "paper")["lsvr"], rel=1e-3)
+    rows, arrays = spectrum_rows(f, "test")
+    assert {r["metric"] for r in rows} == {"sve", "lsvr", "sve_authors", "lsvr_authors"}
+    assert set(arrays) == {"test", "authors/test"}
+    assert METRIC_NAMES["authors"] == {"sve": "sve_authors", "lsvr": "lsvr_authors"}
+    with pytest.raises(DataError, match="preprocess"):
+        singular_values(f, preprocess="centred")

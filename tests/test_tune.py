@@ -126,9 +126,10 @@ def test_whitebox_methods(method, tiny_images):
     res = tune_backbone(backbone, train.images, train.labels, {"test": (test.images, test.labels)},
                         10, cfg, mean=mean, std=std, progress=False)
     metrics = {m["metric"]: m["value"] for m in res.metrics}
-    assert set(metrics) == {"accuracy", "f1", "sve", "lsvr"}
+    assert set(metrics) == {"accuracy", "f1", "sve", "lsvr", "sve_authors", "lsvr_authors"}
     assert all(np.isfinite(v) for v in metrics.values())
     assert res.singular_values["test"].shape == (64,)
+    assert res.singular_values["authors/test"].shape == (64,)
     # tuning works on a copy: the caller's pre-trained backbone is never modified
     after = backbone.state_dict()
     assert set(after) == set(before)
@@ -164,3 +165,102 @@ def test_lora_leaves_base_weights_and_ft_changes_them(tiny_images, monkeypatch):
         weight = next(v for k, v in tuned.items()
                       if k.endswith("blocks.0.mlp.fc1.weight") or k.endswith("blocks.0.mlp.fc1.base_layer.weight"))
         assert (not torch.equal(weight, base[fc1])) == should_change, method
+
+
+# --- the authors' variant (TuneConfig(variant="authors")) ---------------------------------------
+
+def test_authors_variant_config_keeps_old_keys_and_fixes_its_knobs():
+    assert "variant" not in TuneConfig().to_dict() and "res_scale_init" not in TuneConfig().to_dict()
+    cfg = TuneConfig.authors_code("nmtune", epochs=2)
+    assert (cfg.variant, cfg.batch_size, cfg.epochs, cfg.res_scale_init) == ("authors", 64, 2, 0.5)
+    assert cfg.to_dict()["variant"] == "authors" and cfg.hash() != TuneConfig(
+        method="nmtune", batch_size=64, epochs=2).hash()
+    loss = cfg.loss_config()
+    assert (loss.variant, loss.lam, loss.w_mse, loss.w_cov, loss.w_svd, loss.top_k) == \
+        ("authors", 1.0, 1.0, 0.04, 0.001, 5)
+    assert TuneConfig.authors_code("lora_nmtune").loss_config().w_mse == 0.0
+    for bad in (dict(w_cov=0.5), dict(svd_top_k=3), dict(lam=0.1), dict(residual_mlp=True),
+                dict(augment=True)):
+        with pytest.raises(ConfigError, match="variant='authors' fixes"):
+            TuneConfig.authors_code("nmtune", **bad)
+    with pytest.raises(ConfigError, match="res_scale_init only acts"):
+        TuneConfig(method="nmtune", res_scale_init=1.0)
+    with pytest.raises(ConfigError, match="variant must be one of"):
+        TuneConfig(variant="author")
+
+
+def test_authors_head_batchnorm_learnable_scale_and_classifier_init():
+    from nml.tune import _classifier
+    torch.manual_seed(0)
+    mlp = FeatureMLP(8, batchnorm=True, res_scale=0.5)
+    kinds = [type(m).__name__ for m in mlp.net]
+    assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert mlp.scale.shape == (1, 8) and torch.all(mlp.scale == 0.5) and mlp.scale.requires_grad
+    f = torch.randn(16, 8)
+    mlp.eval()
+    torch.testing.assert_close(mlp(f), mlp.scale * mlp.net(f) + f)
+    head = _classifier(128, 10, TuneConfig.authors_code("nmtune"))
+    assert torch.all(head.bias == 0)
+    bound = (6 / 128) ** 0.5          # kaiming_uniform_, a = 0: sqrt(2) * sqrt(3 / fan_in)
+    assert head.weight.abs().max() <= bound and head.weight.abs().max() > 0.9 * bound
+    paper = _classifier(128, 10, TuneConfig(method="nmtune"))
+    assert paper.weight.abs().max() <= 1 / 128 ** 0.5 and paper.bias.abs().max() > 0
+
+
+def _off_diagonal(x):
+    n, m = x.shape
+    return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+def test_authors_step_matches_their_training_loop():
+    """One step (the whole set in one batch) of the authors' variant: its loss equals the loss
+    the authors' nml_tune.py loop computes, written here with plain modules as they do."""
+    from torch import nn
+    torch.set_num_threads(1)
+    n, dim, classes, seed = 24, 6, 3, 4
+    f1, y = _blobs(n, dim=dim, classes=classes, seed=1)
+    f2 = f1 + 0.3 * torch.randn(n, dim, generator=torch.Generator().manual_seed(2))
+    cfg = TuneConfig.authors_code("nmtune", epochs=1, batch_size=n, seed=seed,
+                                  svd_method="exact")
+    res = tune_on_features(f1, y, {"test": (f1, y)}, classes, cfg, progress=False,
+                           train_features_view2=f2)
+    # their modules, created in the same order from the same seed
+    torch.manual_seed(seed)
+    lin1, bn, lin2 = nn.Linear(dim, 4 * dim), nn.BatchNorm1d(4 * dim), nn.Linear(4 * dim, dim)
+    scale = torch.ones(1, dim) * 0.5
+    nn.Linear(dim, classes)           # the classifier module draws its default init first
+    weights = torch.nn.init.kaiming_uniform_(torch.empty(classes, dim))
+    inputs = torch.cat([f1, f2])
+    mlp_feats = scale * lin2(torch.relu(bn(lin1(inputs)))) + inputs
+    logits = torch.nn.functional.linear(mlp_feats, weights, torch.zeros(classes))
+    loss = torch.nn.CrossEntropyLoss()(logits, torch.cat([y, y]))
+    _, mlp_feats_s = mlp_feats.chunk(2)
+    loss += 1.0 * torch.nn.MSELoss()(torch.nn.functional.normalize(mlp_feats_s, dim=1),
+                                     torch.nn.functional.normalize(f1, dim=1))
+    s = torch.linalg.svdvals(mlp_feats)
+    s = s / torch.sum(s)
+    loss -= 0.001 * torch.mean(s[:5])
+    centred = mlp_feats - mlp_feats.mean(dim=0)
+    cov = (centred.T @ centred) / (centred.size(0) - 1)
+    loss += 0.04 * _off_diagonal(cov).pow(2).sum().div(centred.size(1))
+    assert res.history[0]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_authors_variant_needs_two_views_and_runs_lp_without():
+    f, y = _blobs(64)
+    with pytest.raises(ConfigError, match="two augmented views"):
+        tune_on_features(f, y, {"test": (f, y)}, 4, TuneConfig.authors_code("mlp", epochs=1),
+                         progress=False)
+    with pytest.raises(DataError, match="same images"):
+        tune_on_features(f, y, {"test": (f, y)}, 4, TuneConfig.authors_code("mlp", epochs=1),
+                         progress=False, train_features_view2=f[:10])
+    res = tune_on_features(f, y, {"test": (f, y)}, 4, TuneConfig.authors_code("lp", epochs=2),
+                           progress=False)
+    assert {m["metric"] for m in res.metrics} >= {"accuracy", "sve_authors", "lsvr_authors"}
+
+
+def test_authors_lora_rank_is_eight():
+    from nml.models import build_backbone, lora_target_ranks
+    backbone = build_backbone("vit_micro", num_classes=10, image_size=16)
+    assert set(lora_target_ranks(backbone, rank=8).values()) == {8}
+    assert set(lora_target_ranks(backbone).values()) == {64 // 8, 256 // 8}
