@@ -1,0 +1,76 @@
+"""Sphinx extension for the nml book (registered in _config.yml, ``sphinx.local_extensions``).
+
+Per page, at ``html-page-context``:
+
+* plotly.js (``_static/plotly.min.js``, 4.8 MB) is added only to pages that draw a figure
+  (their body holds an ``nml-plotly`` div from :func:`nml.plots.figure_html`);
+* scripts that Jupyter Book writes twice (sphinx-thebe's inline ``const THEBE_JS_URL``, which
+  threw "Identifier 'THEBE_JS_URL' has already been declared" on every page) are written once;
+* every chapter page (``notebooks/NN_name``) opens with a "Rerun this chapter" box: a link to
+  its output-free ``.ipynb`` and the exact papermill command for the scale the page shows.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+#: Scale names by the label nml.plots.SCALE_LABELS prints in captions (kept in step by a test).
+SCALE_BY_LABEL = {
+    "GPU scale (CIFAR-100 pre-training)": "cifar",
+    "reduced CPU scale (real data)": "cpu",
+    "tiny scale (embedded synthetic data, CPU)": "tiny",
+}
+
+
+def page_scale(body: str) -> str:
+    """The scale a chapter page shows: the first scale label in its captions ("auto" if none)."""
+    found = [(body.find(label), name) for label, name in SCALE_BY_LABEL.items()
+             if label in body]
+    return min(found)[1] if found else "auto"
+
+
+def rerun_box(pagename: str, body: str, pathto) -> str:
+    """The "Rerun this chapter" box of a chapter page (HTML)."""
+    nb = f"{pagename}.ipynb"
+    scale = page_scale(body)
+    data = "" if scale == "tiny" else "NML_DATA=/path/to/data "
+    command = f"{data}.venv/bin/papermill {nb} out.ipynb -p scale {scale}"
+    href = pathto(f"_sources/{nb}", 1)
+    return (
+        '<div class="admonition note nml-rerun">'
+        '<p class="admonition-title">Rerun this chapter</p>'
+        f'<p>Notebook: <a href="{html.escape(href)}" download>{html.escape(nb.split("/")[-1])}</a>'
+        " (no outputs; its <code>.py</code> twin is the source). From the repository root, after"
+        " <code>make setup</code>, this reproduces the page from the stored results"
+        " (<code>-p compute False</code> replays only; see <em>Rerunning</em> for other"
+        " parameters):</p>"
+        f'<div class="highlight"><pre>{html.escape(command)}</pre></div></div>'
+    )
+
+
+def _on_page(app, pagename, templatename, context, doctree):
+    body = context.get("body", "") or ""
+    if "nml-plotly" in body:
+        app.add_js_file("plotly.min.js", priority=100)
+    # Drop scripts written twice (same file, same inline body).
+    files = context.get("script_files", [])
+    scripts, seen = [], set()
+    for script in files:
+        key = (getattr(script, "filename", None) or str(script),
+               (getattr(script, "attributes", {}) or {}).get("body"))
+        if key in seen:
+            continue
+        seen.add(key)
+        scripts.append(script)
+    files[:] = scripts  # in place: the builder's list
+    if pagename.startswith("notebooks/") and body:
+        box = rerun_box(pagename, body, context["pathto"])
+        # After the chapter's title.
+        context["body"] = re.sub(r"(</h1>)", lambda m: m.group(1) + box, body, count=1)
+
+
+def setup(app):
+    # Late (priority 900): after sphinx-thebe and myst-nb have added their scripts.
+    app.connect("html-page-context", _on_page, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
