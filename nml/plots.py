@@ -81,7 +81,7 @@ __all__ = [
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
     "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
-    "metric_correlations", "best_noise", "pick_spectra", "bars_text",
+    "metric_correlations", "best_noise", "pick_spectra", "bars_text", "readable_table",
     # figures
     "accuracy_vs_noise", "noise_panels", "label_noise_panels", "gap_bars_figure",
     "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
@@ -127,7 +127,9 @@ def caption(*, scale: str, data: str, model: str, epochs: int | str | None = Non
     if epochs is not None:
         parts.append(f"{epochs} epoch{'' if str(epochs) == '1' else 's'}")
     if seeds is not None:
-        parts.append(f"{seeds} seed{'' if str(seeds) == '1' else 's'}")
+        # "1 seed", "1 pre-training seed", "3 pre-training seeds"
+        one = re.match(r"1(\D|$)", str(seeds).strip()) is not None
+        parts.append(f"{seeds} seed{'' if one else 's'}")
     if error is not None:
         parts.append("error bars: " + _error_label(error))
     if extra:
@@ -212,10 +214,11 @@ _DRAW_JS = """
         if (moved[j] || a.xref !== "paper" || a.yref !== "paper") { return; }
         var cx = (c.xd[0] + c.xd[1]) / 2;
         if (Math.abs(a.x - cx) < 0.02 && Math.abs(a.y - c.yd[1]) < 0.02) {
-          a.x = 0.5; a.y = hi; moved[j] = 1;
+          a.x = 0.5; a.y = hi; moved[j] = 1; a.font = Object.assign({}, a.font || {}, {size: 12});
         }
       });
       c.x.domain = [0, 1]; c.y.domain = [Math.max(lo, 0), Math.min(hi, 1)];
+      if (c.x.matches) { delete c.x.matches; }
       c.x.title = Object.assign({}, c.x.title || {}, {standoff: 4});
       if (c.y.title && c.y.title.text) { c.y.title.font = {size: 11}; }
     });
@@ -224,12 +227,25 @@ _DRAW_JS = """
   function draw() {
     var el = document.getElementById(id);
     if (!window.Plotly || !el) { return false; }
-    var width = el.clientWidth || window.innerWidth, layout = fig.layout;
+    var width = el.clientWidth || (el.parentElement || {}).clientWidth || window.innerWidth;
+    var layout = Object.assign({}, fig.layout, {width: width}), cfg = config;
     if (width > 0 && width < NARROW) {
-      layout = narrowLayout(fig.layout, width);
+      layout = Object.assign(narrowLayout(fig.layout, width), {width: width});
       el.style.height = layout.height + "px";
+      cfg = Object.assign({}, config, {displayModeBar: false});
     }
-    window.Plotly.newPlot(id, fig.data, layout, config);
+    window.Plotly.newPlot(id, fig.data, layout, cfg).then(function () {
+      // Later width changes (rotation, a resized window) resize the plot to its column.
+      if (window.ResizeObserver) {
+        var last = width;
+        new ResizeObserver(function () {
+          var w = el.clientWidth;
+          if (w > 0 && Math.abs(w - last) > 2 && (w < NARROW) === (last < NARROW)) {
+            last = w; window.Plotly.relayout(el, {width: w});
+          }
+        }).observe(el);
+      }
+    });
     return true;
   }
   if (!draw()) {
@@ -778,15 +794,35 @@ def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str]
         return f"{r['mean']:.{digits}f} ± {r['err']:.{digits}f}"
 
     summary["cell"] = summary.apply(cell, axis=1)
-    for col in (*index, *columns):
-        if col == "noise":
-            summary[col] = [f"noise {v * 100:g}%" for v in summary[col]]
-        elif col == "fraction":
-            summary[col] = [f"{v * 100:g}% of the data" for v in summary[col]]
+    # Pivot on the numbers (so 10 % sorts before 25 % and 100 %), then name things for readers.
     table = summary.pivot_table(index=index, columns=columns, values="cell", aggfunc="first",
-                                sort=False)
-    table.columns.name = " / ".join(columns)
-    return table
+                                sort=True)
+    return readable_table(table)
+
+
+def readable_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A table with reader-facing labels: every index and column value through
+    :func:`human_label` (with its level's name, so noise 0.1 reads "10 % noise" and fraction
+    0.25 "25 % of the training data"), level names spelled out ("tuning method", "model").
+
+    Sort the table on its numeric labels *before* calling this (the labels become text).
+
+    Used by :func:`mean_ci_table` and by chapters 02_linear_probe, 07_practical_models and
+    09_noisy_downstream.
+    """
+    def relabel(index: pd.Index) -> pd.Index:
+        if isinstance(index, pd.MultiIndex):
+            arrays = [[human_label(v, name) for v in index.get_level_values(i)]
+                      for i, name in enumerate(index.names)]
+            return pd.MultiIndex.from_arrays(
+                arrays, names=[_COLUMN_LABELS.get(n, n) for n in index.names])
+        return pd.Index([human_label(v, index.name) for v in index],
+                        name=_COLUMN_LABELS.get(index.name, index.name))
+
+    out = table.copy()
+    out.index = relabel(out.index)
+    out.columns = relabel(out.columns)
+    return out
 
 
 def noise_effect(df: pd.DataFrame, by: Sequence[str] = ("method", "task"), *,
@@ -1022,7 +1058,8 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
     """
     _check_columns(df, ["backbone", "pretrain_seed", "seed"], "scale_caption")
     tasks = sorted(df["task"].unique()) if "task" in df.columns else []
-    data = scale.upstream + (" -> " + ", ".join(task_label(t) for t in tasks) if tasks else "")
+    data = human_label(scale.upstream) + (" → " + ", ".join(task_label(t) for t in tasks)
+                                          if tasks else "")
     model = ", ".join(BACKBONE_LABELS.get(b, b) for b in sorted(df["backbone"].unique()))
     methods = set(df["method"].unique()) if "method" in df.columns else set()
     backbones = set(df["backbone"].unique())

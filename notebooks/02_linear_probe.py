@@ -162,10 +162,9 @@ for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
         effects.append(plots.noise_effect(rows, ["backbone", "fraction"]).assign(kind=kind))
 effects = pd.concat(effects, ignore_index=True)
 effects["effect"] = [plots.format_effect(r) for r in effects.to_dict("records")]
-effects["data"] = [f"{v * 100:g}% of the data" for v in effects["fraction"]]
-display(effects.pivot_table(index=["kind", "backbone", "data"],
-                            columns=effects["noise"].map(lambda v: f"noise {v * 100:g}%"),
-                            values="effect", aggfunc="first").style.set_caption(
+display(plots.readable_table(effects.pivot_table(
+    index=["kind", "backbone", "fraction"], columns="noise", values="effect",
+    aggfunc="first")).style.set_caption(
     "Table 2.2: accuracy difference from the clean pre-trained model (points)"))
 
 

@@ -81,6 +81,10 @@ def test_accuracy_vs_noise_bad_input_is_a_clear_error():
 def test_caption_rejects_unknown_scale():
     assert plots.caption(scale="cpu", data="d", model="m", epochs=1, seeds=1) == (
         "reduced CPU scale (real data) · data: d · model: m · 1 epoch · 1 seed")
+    assert plots.caption(scale="cpu", data="d", model="m", seeds="1 pre-training").endswith(
+        "1 pre-training seed")
+    assert plots.caption(scale="cpu", data="d", model="m", seeds="10 pre-training").endswith(
+        "10 pre-training seeds")
     with pytest.raises(NMLError, match="unknown scale"):
         plots.caption(scale="huge", data="d", model="m")
 
@@ -315,15 +319,17 @@ def test_gap_bars_heights_are_the_differences_and_missing_intervals_draw_no_bar(
 
 def test_mean_ci_table_cells_by_hand():
     table = plots.mean_ci_table(_rows(CELLS), "method", "noise", digits=3)
-    assert list(table.columns) == ["noise 0%", "noise 10%", "noise 30%"]
-    assert table.columns.name == "noise"
+    assert list(table.columns) == ["0 % noise", "10 % noise", "30 % noise"]
+    assert table.columns.name == "pre-training noise"
+    assert table.index.name == "tuning method" and list(table.index) == ["LP", "MLP"]
     half = 4.302652729911275 * 0.02 / math.sqrt(3)
-    assert table.loc["lp", "noise 0%"] == f"0.720 ± {half:.3f}"
-    assert table.loc["lp", "noise 30%"] == "0.500 (1 seed)"
-    assert table.loc["mlp", "noise 0%"] == "0.800 ± 0.000"
-    fractions = _rows(CELLS).assign(fraction=0.25)
+    assert table.loc["LP", "0 % noise"] == f"0.720 ± {half:.3f}"
+    assert table.loc["LP", "30 % noise"] == "0.500 (1 seed)"
+    assert table.loc["MLP", "0 % noise"] == "0.800 ± 0.000"
+    # Fractions sort as numbers (10 %, 25 %, 100 %), not as text (10, 100, 25).
+    fractions = pd.concat([_rows(CELLS).assign(fraction=f) for f in (1.0, 0.25, 0.1)])
     assert list(plots.mean_ci_table(fractions, "fraction", "method").index) == [
-        "25% of the data"]
+        "10 % of the training data", "25 % of the training data", "100 % of the training data"]
 
 
 def test_mean_over_keeps_runs_apart_and_labels_the_average():
@@ -455,7 +461,7 @@ def test_seeds_text_and_scale_caption_state_the_runs():
     tiny = SCALES["tiny"]
     text = plots.scale_caption(tiny, df, extra="λ = 0.01")
     assert text.startswith(plots.SCALE_LABELS["tiny"])
-    assert "data: synthetic_upstream -> synthetic ID (ID)" in text
+    assert "data: synthetic_upstream → synthetic ID (ID)" in text
     assert "model: micro ResNet" in text
     assert f"pre-training {tiny.pretrain_epochs}, LP / MLP / NMTune {tiny.tune_epochs}" in text
     assert f"LoRA / FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")

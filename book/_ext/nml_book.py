@@ -57,8 +57,10 @@ def _on_page(app, pagename, templatename, context, doctree):
     files = context.get("script_files", [])
     scripts, seen = [], set()
     for script in files:
-        key = (getattr(script, "filename", None) or str(script),
-               (getattr(script, "attributes", {}) or {}).get("body"))
+        # (file, inline body): the same script at two priorities is still one script.
+        key = (getattr(script, "filename", None),
+               (getattr(script, "attributes", {}) or {}).get("body"),
+               None if getattr(script, "filename", None) or (getattr(script, "attributes", {}) or {}).get("body") else str(script))
         if key in seen:
             continue
         seen.add(key)
