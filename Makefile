@@ -57,14 +57,16 @@ $(PLOTLY_JS): $(STAMP)
 
 # The execution cache (_build/.jupyter_cache) re-runs a notebook only when its code changed. The
 # chapters' outputs also depend on the stored results and on nml itself, so when anything under
-# results/ or nml/ is newer than the last successful build, the cache is cleared first.
+# results/ or nml/ is newer than the last successful build, the cache is cleared first, and with
+# it Sphinx's saved doctrees (without that, Sphinx re-reads only the notebooks whose source
+# changed and the other pages keep their old outputs).
 # -W --keep-going: any Sphinx / myst-nb warning (an output the builder cannot render, a broken
 # reference, a notebook that fails) fails the build, after reporting all of them.
 BOOK_STAMP := _build/.book-inputs.stamp
 book: $(STAMP) $(PLOTLY_JS)
 	@if [ -f $(BOOK_STAMP) ] && [ -n "$$(find results nml -newer $(BOOK_STAMP) -type f ! -name '*.pyc' -print -quit 2>/dev/null)" ]; then \
 	  echo "results/ or nml/ changed since the last build: re-executing every chapter"; \
-	  rm -rf _build/.jupyter_cache; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees; \
 	fi
 	$(BIN)/jupyter-book build . --builder html -W --keep-going $(BOOK_ARGS)
 	@touch $(BOOK_STAMP)

@@ -49,8 +49,34 @@ def rerun_box(pagename: str, body: str, pathto) -> str:
     )
 
 
+#: A table cell that holds a number: "48.20 ± 1.25", "-0.30", "12 %", "0.500 (1 seed)",
+#: "+1.20 points (95% CI -0.30 to +2.70)", "1.9x".
+_NUMBER = re.compile(
+    r"^[-+−–]?\d[\d,]*(\.\d+)?\s*(x|%|points?|nats?)?"
+    r"(\s*±\s*\d[\d,]*(\.\d+)?\s*%?)?"
+    r"(\s*\((1 seed|\d+ runs?|n = \d+|95 ?% CI [^)]*|no interval[^)]*)\))?\s*(points?)?$")
+_CELL = re.compile(r"<td(\s[^>]*)?>(.*?)</td>", re.S)
+
+
+def mark_table_cells(body: str) -> str:
+    """Class every table cell ``nml-num`` (a number: right-aligned, kept on one line) or
+    ``nml-text`` (words: left-aligned, wrapping), so numbers line up and text columns wrap."""
+    def mark(m):
+        attrs, content = m.group(1) or "", m.group(2)
+        text = html.unescape(re.sub(r"<[^>]+>", "", content)).strip()
+        cls = "nml-num" if text and _NUMBER.match(text) else "nml-text"
+        if 'class="' in attrs:
+            attrs = attrs.replace('class="', f'class="{cls} ', 1)
+        else:
+            attrs += f' class="{cls}"'
+        return f"<td{attrs}>{content}</td>"
+    return _CELL.sub(mark, body)
+
+
 def _on_page(app, pagename, templatename, context, doctree):
     body = context.get("body", "") or ""
+    if "<td" in body:
+        body = context["body"] = mark_table_cells(body)
     if "nml-plotly" in body:
         app.add_js_file("plotly.min.js", priority=100)
     # Drop scripts written twice (same file, same inline body).
