@@ -43,3 +43,15 @@ def test_rerun_box_names_the_notebook_and_the_scale_the_page_shows():
     tiny = nml_book.rerun_box("notebooks/01_x", plots.SCALE_LABELS["tiny"], lambda p, _: p)
     assert "NML_DATA" not in tiny and "-p scale tiny" in tiny
     assert "-p scale auto" in nml_book.rerun_box("notebooks/01_x", "no caption", lambda p, _: p)
+
+
+def test_scorecard_claims_link_to_the_chapter_figure_or_the_chapter():
+    from nml.scorecard import CLAIMS
+
+    assert {c.id for c in CLAIMS} <= set(nml_book.CLAIM_FIGURES), "a claim without a link"
+    body = "<tr><td><p><strong>C6d</strong> NMTune</p></td><td><strong>K1</strong> x</td></tr>"
+    labels = {"fig-6-1": ("notebooks/06_nmtune", "fig-6-1", "caption")}
+    out = nml_book.link_claims(body, labels, lambda doc: "../" + doc + ".html")
+    assert '<a class="reference internal nml-claim" href="../notebooks/06_nmtune.html#fig-6-1"' in out
+    # K1's figure is not in this build: the link goes to its chapter.
+    assert 'href="../notebooks/01_noisy_pretraining.html"' in out

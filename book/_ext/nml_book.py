@@ -73,8 +73,54 @@ def mark_table_cells(body: str) -> str:
     return _CELL.sub(mark, body)
 
 
+#: Where the scorecard's claims are shown: claim id -> (figure labels to try, in order, chapter).
+#: A label exists when the chapter drew that figure at the page's scale (nml.plots.show names
+#: a figure "fig-6-1" after the number typed in its title); otherwise the link goes to the
+#: chapter. The scorecard itself (nml.scorecard) stays free of book paths.
+CLAIM_FIGURES = {
+    "T1": (("fig-1-1",), "01_noisy_pretraining"), "K1": (("fig-1-2",), "01_noisy_pretraining"),
+    "C1": (("fig-2-1",), "02_linear_probe"), "C2": (("fig-2-2",), "02_linear_probe"),
+    "C3a": (("fig-4-2",), "04_lora"), "C3b": (("fig-5-2",), "05_full_finetune"),
+    "C3c": (("fig-5-2",), "05_full_finetune"),
+    "C4": (("fig-3-4",), "03_feature_spectrum"), "C5": (("fig-3-5",), "03_feature_spectrum"),
+    **{c: (("fig-6-1",), "06_nmtune") for c in ("C6a", "C6b", "C6c", "C6d", "C7")},
+    **{c: (("fig-4-1",), "04_lora") for c in ("C8a", "C8b", "C8c")},
+    **{c: (("fig-3-6",), "03_feature_spectrum") for c in ("K2", "K3", "K4", "K5")},
+    **{c: (("fig-6-4", "fig-6-3"), "06_nmtune") for c in ("K6a", "K6b", "K6c", "K6d", "K7")},
+    **{c: (("fig-8-2",), "08_asymmetric_noise") for c in ("A1", "A2", "A3a", "A3b", "A4")},
+    "A5": (("fig-8-3",), "08_asymmetric_noise"),
+    **{c: (("fig-9-1",), "09_noisy_downstream") for c in ("N1", "N2", "N3", "N4")},
+    **{c: (("fig-7-1",), "07_practical_models") for c in ("P1", "P2", "P3", "P4")},
+    "B1": (("fig-11-1",), "11_ablations"), "B2": (("fig-11-1",), "11_ablations"),
+    "B3": (("fig-11-2",), "11_ablations"), "B4": (("fig-11-2",), "11_ablations"),
+}
+
+_CLAIM_CELL = re.compile(r"(<td[^>]*>\s*(?:<p>)?\s*)<strong>([A-Z]\d+[a-d]?)</strong>")
+
+
+def link_claims(body: str, labels: dict, pathto) -> str:
+    """Scorecard table rows: the claim id becomes a link to the chapter's figure."""
+    def link(m):
+        claim = m.group(2)
+        if claim not in CLAIM_FIGURES:
+            return m.group(0)
+        candidates, chapter = CLAIM_FIGURES[claim]
+        target = next((labels[c] for c in candidates if c in labels), None)
+        if target:
+            href = pathto(target[0]) + "#" + target[1]
+            title = "the chapter's figure"
+        else:
+            href, title = pathto(f"notebooks/{chapter}"), "the chapter"
+        return (f'{m.group(1)}<a class="reference internal nml-claim" href="{html.escape(href)}" '
+                f'title="{title}"><strong>{claim}</strong></a>')
+    return _CLAIM_CELL.sub(link, body)
+
+
 def _on_page(app, pagename, templatename, context, doctree):
     body = context.get("body", "") or ""
+    if pagename == "book/scorecard":
+        labels = app.env.domaindata.get("std", {}).get("labels", {})
+        body = context["body"] = link_claims(body, labels, context["pathto"])
     if "<td" in body:
         body = context["body"] = mark_table_cells(body)
     if "nml-plotly" in body:
@@ -83,10 +129,11 @@ def _on_page(app, pagename, templatename, context, doctree):
     files = context.get("script_files", [])
     scripts, seen = [], set()
     for script in files:
-        # (file, inline body): the same script at two priorities is still one script.
-        key = (getattr(script, "filename", None),
-               (getattr(script, "attributes", {}) or {}).get("body"),
-               None if getattr(script, "filename", None) or (getattr(script, "attributes", {}) or {}).get("body") else str(script))
+        # (file, inline body): the same script at two priorities is still one script; an
+        # inline script's file is None or "" depending on who added it.
+        name = getattr(script, "filename", None) or None
+        body_js = (getattr(script, "attributes", {}) or {}).get("body") or None
+        key = (name, body_js) if (name or body_js) else str(script)
         if key in seen:
             continue
         seen.add(key)

@@ -176,7 +176,7 @@ def _check_sliders(driver, book_url, page, screen, screenshot_dir):
         width = rail.size["width"]
         # Usable on a phone: the rail spans most of the screen, every step's label is shown.
         screen_width = driver.execute_script("return document.documentElement.clientWidth")
-        assert width >= 0.6 * min(screen_width, 700), \
+        assert width >= 0.5 * min(screen_width, 700), \
             f"{page} at {screen}: the slider rail is {width}px on a {screen_width}px screen"
         labels = driver.execute_script(
             "return document.querySelectorAll('#' + arguments[0] + ' .slider-label-group').length",
