@@ -659,8 +659,8 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
     def spec_arrays(lam):
         return [_as_spectrum(spectra_by_lam[lam][k], _label(k)) for k in noise_keys]
 
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], subplot_titles=(
-        f"{metric or 'value'} vs pre-training noise", "singular values of the tuned features"))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
+                        subplot_titles=(f"{metric or 'value'} vs noise", "spectrum of Z"))
     first_acc, first_spec = acc_arrays(lams[active]), spec_arrays(lams[active])
     for i, (key, (x, y, err, n)) in enumerate(zip(group_keys, first_acc)):
         name = " / ".join(str(k) for k in key)
@@ -707,8 +707,10 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
         }
         steps.append({"method": "restyle", "label": f"{lam:g}", "args": [data_update]})
     fig.update_layout(
-        title=base_title, height=DEFAULT_HEIGHT + 50,
-        template="plotly_white",
+        # The legend under the slider, so both panels keep the column's width.
+        title=base_title, height=DEFAULT_HEIGHT + 120,
+        template="plotly_white", legend={"orientation": "h", "x": 0, "y": -0.42,
+                                         "yanchor": "top"}, margin={"b": 200},
         sliders=[{"active": active, "steps": steps, "currentvalue": {"prefix": "λ = "},
                   "pad": {"t": 60}}],
     )

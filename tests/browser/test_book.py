@@ -86,6 +86,12 @@ def _open(driver, book_url: str, page: str) -> None:
     if not (HTML / page).exists():
         pytest.fail(f"_toc.yml lists {page} but the build has no such page: rebuild with `make book`")
     driver.get(book_url + page)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # The new page, fully parsed (not the previous page still unloading).
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && location.href === arguments[0]",
+        book_url + page))
 
 
 def _uncaught_errors(driver) -> list[str]:
