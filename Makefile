@@ -58,7 +58,8 @@ $(PLOTLY_JS): $(STAMP)
 # The execution cache (_build/.jupyter_cache) re-runs a notebook only when its code changed. The
 # chapters' outputs also depend on the stored results and on nml itself, so when anything under
 # results/ or nml/ is newer than the cache (CACHE_STAMP, touched as each build starts), the
-# cache is cleared first.
+# cache is cleared first, and with it Sphinx's saved doctrees (without that, Sphinx re-reads
+# only the notebooks whose source changed and the other pages keep their old outputs).
 # -W --keep-going: any Sphinx / myst-nb warning (an output the builder cannot render, a broken
 # reference, a notebook that fails) fails the build, after reporting all of them.
 # A failed build stays failed: BOOK_STAMP exists only after a build that succeeded AND whose
@@ -71,7 +72,7 @@ CACHE_STAMP := _build/.book-inputs.stamp
 book: $(STAMP) $(PLOTLY_JS)
 	@if [ ! -f $(CACHE_STAMP) ] || [ -n "$$(find results nml -newer $(CACHE_STAMP) -type f ! -name '*.pyc' -print -quit 2>/dev/null)" ]; then \
 	  if [ -d _build/.jupyter_cache ]; then echo "results/ or nml/ changed since the cached run: re-executing every chapter"; fi; \
-	  rm -rf _build/.jupyter_cache; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees; \
 	fi
 	@if [ ! -f $(BOOK_STAMP) ] && [ -d _build/.doctrees ]; then \
 	  echo "the last make book failed or was interrupted: reading every page again"; \

@@ -58,7 +58,7 @@ from __future__ import annotations
 import html as _html
 import json
 import math
-import textwrap
+import re
 import uuid
 from typing import Iterable, Mapping, Sequence
 
@@ -72,15 +72,17 @@ from .errors import NMLError
 
 __all__ = [
     # constants
-    "ERROR_KINDS", "SCALE_LABELS", "CAPTION_LINE_CHARS", "DEFAULT_HEIGHT", "BACKBONE_LABELS",
+    "ERROR_KINDS", "SCALE_LABELS", "DEFAULT_HEIGHT", "BACKBONE_LABELS",
     "METHOD_LABELS", "SPECTRUM_KEY",
     # captions and display
-    "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "show", "figure_html",
-    "PlotlyMimeRenderer",
+    "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "figure_caption",
+    "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
+    "human_label",
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
     "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
-    "metric_correlations", "best_noise", "pick_spectra", "compare_variants",
+    "metric_correlations", "best_noise", "pick_spectra", "compare_variants", "bars_text",
+    "readable_table",
     # figures
     "accuracy_vs_noise", "noise_panels", "label_noise_panels", "gap_bars_figure",
     "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
@@ -95,9 +97,6 @@ SCALE_LABELS = {
 
 #: Error-bar kinds: half-width of a 95% Student-t interval of the mean, or the sample std.
 ERROR_KINDS = ("ci95", "std")
-
-#: Caption characters per line (a figure in the book's text column is about 750 px wide).
-CAPTION_LINE_CHARS = 110
 
 #: Default figure height in pixels (the static HTML needs a fixed height: the page has none).
 DEFAULT_HEIGHT = 450
@@ -129,7 +128,9 @@ def caption(*, scale: str, data: str, model: str, epochs: int | str | None = Non
     if epochs is not None:
         parts.append(f"{epochs} epoch{'' if str(epochs) == '1' else 's'}")
     if seeds is not None:
-        parts.append(f"{seeds} seed{'' if str(seeds) == '1' else 's'}")
+        # "1 seed", "1 pre-training seed", "3 pre-training seeds"
+        one = re.match(r"1(\D|$)", str(seeds).strip()) is not None
+        parts.append(f"{seeds} seed{'' if one else 's'}")
     if error is not None:
         parts.append("error bars: " + _error_label(error))
     if extra:
@@ -138,33 +139,138 @@ def caption(*, scale: str, data: str, model: str, epochs: int | str | None = Non
 
 
 def add_caption(fig: go.Figure, text: str) -> go.Figure:
-    """Write ``text`` under the plot area, inside the figure, so it travels with the figure.
+    """Attach ``text`` to the figure as its caption; :func:`show` prints it under the figure.
+
+    The caption travels with the figure in ``fig.layout.meta["nml_caption"]`` (not drawn inside
+    the plot, where it was small grey text that phones clipped): the book renders it as a real,
+    numbered figure caption at body-text size, a live notebook as a ``<figcaption>``. A second
+    call appends a sentence. Read it back with :func:`figure_caption`.
 
     Used by every chapter (the figure helpers call it for their ``caption=`` argument).
     """
-    # plotly does not wrap annotation text: break it into lines that fit a book page's width.
-    lines = textwrap.wrap(text, width=CAPTION_LINE_CHARS) or [""]
-    fig.add_annotation(text="<br>".join(_html.escape(line) for line in lines), xref="paper",
-                       yref="paper", x=0, y=0, yshift=-60, xanchor="left", yanchor="top",
-                       showarrow=False, align="left", font={"size": 11, "color": "#555"})
-    margin_b = fig.layout.margin.b if fig.layout.margin.b is not None else 0
-    fig.update_layout(margin={"b": max(margin_b, 90 + 15 * len(lines))})
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, Mapping) else {}
+    old = meta.get("nml_caption")
+    meta["nml_caption"] = f"{old} · {text}" if old else str(text)
+    fig.update_layout(meta=meta)
     return fig
+
+
+def figure_caption(fig: go.Figure | Mapping) -> str:
+    """The caption :func:`add_caption` attached to ``fig`` ("" when it has none).
+
+    Used by :func:`show` (every chapter) and the tests.
+    """
+    layout = fig.layout if isinstance(fig, go.Figure) else (fig.get("layout") or {})
+    meta = layout.meta if isinstance(fig, go.Figure) else layout.get("meta")
+    return str(meta.get("nml_caption", "")) if isinstance(meta, Mapping) else ""
 
 
 # --------------------------------------------------------------------------------------------
 # Display
 # --------------------------------------------------------------------------------------------
 
+#: Below this width (px) a figure is redrawn for a phone: side-by-side panels stacked into one
+#: column, the legend under the plot, small margins (:func:`figure_html`'s script).
+NARROW_PX = 600
+
+# The script that draws one figure with the page's window.Plotly. On a narrow screen it stacks
+# the panels of a subplot grid into one column (each axis pair gets its own band, the subplot
+# titles move with their panel), puts the legend under the plot and trims the margins, so a
+# two-panel figure or the lambda slider is usable at 390 px.
+_DRAW_JS = """
+(function () {
+  var id = "%(id)s", fig = %(fig)s, config = %(config)s, NARROW = %(narrow)d;
+  function narrowLayout(layout, width) {
+    var L = JSON.parse(JSON.stringify(layout || {}));
+    var keys = Object.keys(L).filter(function (k) { return /^xaxis[0-9]*$/.test(k); });
+    var cells = keys.map(function (k) {
+      var ax = L[k], yk = "yaxis" + String(ax.anchor || "y").slice(1);
+      return {x: ax, y: L[yk] || (L[yk] = {}), xd: (ax.domain || [0, 1]).slice(),
+              yd: ((L[yk] || {}).domain || [0, 1]).slice()};
+    });
+    var cols = {};
+    cells.forEach(function (c) { cols[c.xd[0].toFixed(3)] = 1; });
+    var legendItems = (fig.data || []).filter(function (t) { return t.showlegend !== false && t.name; }).length;
+    var legendRows = Math.ceil(legendItems / (width < 420 ? 1 : 2));
+    var n = cells.length, stack = Object.keys(cols).length > 1;
+    var panel = 250, gap = 80, slider = (L.sliders && L.sliders.length) ? 110 : 0;
+    var top = 30, bottom = 60 + slider + 22 * legendRows;
+    var plotH = stack ? n * panel + (n - 1) * gap : Math.max(260, (L.height || 450) - 120);
+    L.height = top + plotH + bottom;
+    L.margin = {l: 55, r: 12, t: top, b: bottom};
+    L.legend = Object.assign({}, L.legend || {}, {orientation: "h", x: 0, xanchor: "left",
+      y: -(60 + slider) / plotH, yanchor: "top", font: {size: 11}});
+    if (slider) {
+      L.sliders = L.sliders.map(function (s) {
+        return Object.assign({}, s, {x: 0, len: 1, y: -55 / plotH, yanchor: "top",
+          pad: {t: 10, b: 0}, font: {size: 11}});
+      });
+    }
+    if (!stack) { return L; }
+    cells.sort(function (a, b) { return (b.yd[1] - a.yd[1]) || (a.xd[0] - b.xd[0]); });
+    var moved = {};
+    cells.forEach(function (c, i) {
+      var hi = 1 - i * (panel + gap) / plotH, lo = hi - panel / plotH;
+      (L.annotations || []).forEach(function (a, j) {
+        if (moved[j] || a.xref !== "paper" || a.yref !== "paper") { return; }
+        var cx = (c.xd[0] + c.xd[1]) / 2;
+        if (Math.abs(a.x - cx) < 0.02 && Math.abs(a.y - c.yd[1]) < 0.02) {
+          a.x = 0.5; a.y = hi; moved[j] = 1; a.font = Object.assign({}, a.font || {}, {size: 12});
+        }
+      });
+      c.x.domain = [0, 1]; c.y.domain = [Math.max(lo, 0), Math.min(hi, 1)];
+      if (c.x.matches) { delete c.x.matches; }
+      c.x.title = Object.assign({}, c.x.title || {}, {standoff: 4});
+      if (c.y.title && c.y.title.text) { c.y.title.font = {size: 11}; }
+    });
+    return L;
+  }
+  function draw() {
+    var el = document.getElementById(id);
+    if (!window.Plotly || !el) { return false; }
+    var width = el.clientWidth || (el.parentElement || {}).clientWidth || window.innerWidth;
+    var layout = Object.assign({}, fig.layout, {width: width}), cfg = config;
+    if (width > 0 && width < NARROW) {
+      layout = Object.assign(narrowLayout(fig.layout, width), {width: width});
+      el.style.height = layout.height + "px";
+      cfg = Object.assign({}, config, {displayModeBar: false});
+    }
+    window.Plotly.newPlot(id, fig.data, layout, cfg).then(function () {
+      // Later width changes (rotation, a resized window) resize the plot to its column.
+      if (window.ResizeObserver) {
+        var last = width;
+        new ResizeObserver(function () {
+          var w = el.clientWidth;
+          if (w > 0 && Math.abs(w - last) > 2 && (w < NARROW) === (last < NARROW)) {
+            last = w; window.Plotly.relayout(el, {width: w});
+          }
+        }).observe(el);
+      }
+    });
+    return true;
+  }
+  if (!draw()) {
+    window.addEventListener("load", function () {
+      if (!draw()) {
+        var el = document.getElementById(id);
+        if (el) { el.style.height = "auto"; el.textContent = "(figure not drawn: plotly.js is not loaded on this page)"; }
+      }
+    });
+  }
+})();
+"""
+
+
 def figure_html(fig: go.Figure | Mapping, *, div_id: str | None = None) -> str:
     """The ``text/html`` representation that :func:`show` emits.
 
     ``fig``: a plotly figure, or its JSON dict (``application/vnd.plotly.v1+json`` content).
     A ``<div>`` and a script drawing the figure with the page's ``window.Plotly`` (the book's
-    shared ``_static/plotly.min.js``). If plotly.js is not there when the script runs, it tries
-    again on the page's ``load`` event and otherwise writes a one-line note into the div instead
-    of failing silently. ``</`` in the JSON is escaped so a string in the figure cannot close
-    the script tag.
+    ``_static/plotly.min.js``, loaded on the pages that hold a figure). Narrower than
+    :data:`NARROW_PX` the script stacks side-by-side panels into one column and moves the legend
+    under the plot. If plotly.js is not there when the script runs, it tries again on the page's
+    ``load`` event and otherwise writes a one-line note into the div instead of failing
+    silently. ``</`` in the JSON is escaped so a string in the figure cannot close the script.
 
     Used by :func:`show` (every chapter) and :class:`PlotlyMimeRenderer` (the book build).
     """
@@ -178,52 +284,52 @@ def figure_html(fig: go.Figure | Mapping, *, div_id: str | None = None) -> str:
     fig_json = fig_json.replace("</", "<\\/")
     height = height or DEFAULT_HEIGHT
     config = json.dumps({"responsive": True, "displaylogo": False})
+    script = _DRAW_JS % {"id": div_id, "fig": fig_json, "config": config, "narrow": NARROW_PX}
     return (
         f'<div id="{div_id}" class="nml-plotly plotly-graph-div" '
         f'style="height:{int(height)}px; width:100%;"></div>\n'
-        '<script type="text/javascript">\n'
-        "(function () {\n"
-        f'  var id = "{div_id}", fig = {fig_json}, config = {config};\n'
-        "  function draw() {\n"
-        "    if (!window.Plotly || !document.getElementById(id)) { return false; }\n"
-        "    window.Plotly.newPlot(id, fig.data, fig.layout, config);\n"
-        "    return true;\n"
-        "  }\n"
-        "  if (!draw()) {\n"
-        '    window.addEventListener("load", function () {\n'
-        "      if (!draw()) {\n"
-        "        var el = document.getElementById(id);\n"
-        "        if (el) { el.style.height = 'auto'; el.textContent = "
-        "'(figure not drawn: plotly.js is not loaded on this page)'; }\n"
-        "      }\n"
-        "    });\n"
-        "  }\n"
-        "})();\n"
-        "</script>"
+        f'<script type="text/javascript">{script}</script>'
     )
 
 
+#: The mime type of :func:`show`'s figure directive: MyST text that the book renders (through
+#: :class:`PlotlyMimeRenderer`) as a numbered figure with its caption underneath.
+FIGURE_MIME = "text/x.nml-figure+markdown"
+
+_FIGURE_NUMBER = re.compile(r"^\s*Figure\s+(\d+)\.(\d+)\s*[:.]\s*")
+
+
+def _myst_escape(text: str) -> str:
+    """Plain text made literal for MyST (no emphasis, roles, math or HTML out of it)."""
+    return re.sub(r"([\\`*_\[\]<>$|{}#])", r"\\\1", str(text))
+
+
 class PlotlyMimeRenderer:
-    """myst-nb plugin: draw ``application/vnd.plotly.v1+json`` outputs in the built book.
+    """myst-nb plugin: draw ``application/vnd.plotly.v1+json`` outputs in the built book, and
+    render :func:`show`'s :data:`FIGURE_MIME` output as MyST (a numbered, captioned figure).
 
     Registered in pyproject.toml (entry point group ``myst_nb.mime_renderers``). myst-nb renders
     every mime type of an output while parsing and warns on types it does not know; plotly's
     default renderer (a plain ``fig.show()``) writes only this JSON type, which would leave the
     page without its figure. With this plugin such an output becomes the same ``<div>`` + script
     as :func:`figure_html`, drawn by the book's one local plotly.js. For :func:`show`'s outputs
-    the HTML representation wins (``_config.yml``: ``nb_mime_priority_overrides``).
+    the figure directive wins (priority -10), which pastes the glued ``text/html`` figure.
 
     Used by the book build (``make book``), for every chapter.
     """
 
     mime_type = "application/vnd.plotly.v1+json"
-    # After text/html (0 in _config.yml), before images and text.
-    mime_priority_overrides = [("html", mime_type, 35)]
+    # The figure directive first; plotly JSON after text/html (0 in _config.yml), before images.
+    mime_priority_overrides = [("html", FIGURE_MIME, -10), ("html", mime_type, 35)]
 
     @staticmethod
     def handle_mime(renderer, data, inline: bool):
-        """Return docutils nodes for a plotly JSON output, or None for any other output."""
-        if data.mime_type != PlotlyMimeRenderer.mime_type or inline:
+        """Return docutils nodes for a plotly JSON or figure output, or None for any other."""
+        if inline:
+            return None
+        if data.mime_type == FIGURE_MIME:
+            return renderer._render_markdown_base(data, fmt="myst", inline=False)
+        if data.mime_type != PlotlyMimeRenderer.mime_type:
             return None
         from docutils import nodes
 
@@ -234,15 +340,22 @@ class PlotlyMimeRenderer:
                           classes=["output", "text_html"])]
 
 
-def show(fig: go.Figure, *, div_id: str | None = None) -> None:
-    """Display a plotly figure in the built book and in a live Jupyter session alike.
+def show(fig: go.Figure, *, div_id: str | None = None, name: str | None = None) -> None:
+    """Display a plotly figure as a numbered figure with its caption, in the book and in Jupyter.
 
-    Emits one output carrying ``text/html`` (:func:`figure_html`, drawn by the book's single
-    local ``_static/plotly.min.js``), ``application/vnd.plotly.v1+json`` (drawn natively by
-    JupyterLab / Notebook 7 / VS Code) and ``text/plain`` (a one-line summary for terminals).
-    Use it instead of ``fig.show()``: plotly's default renderer stores only the JSON (which
-    myst-nb draws only through :class:`PlotlyMimeRenderer`, and a front end without a plotly
-    renderer not at all), and its ``notebook`` renderer embeds 4.8 MB of plotly.js per page.
+    The plot's title (less a typed "Figure 6.2:" prefix: the book numbers figures itself) and
+    the caption of :func:`add_caption` become the figure's caption, printed under the plot at
+    body-text size; the plot itself carries no title. ``name``: the figure's label for
+    ``{numref}`` links from the text; by default ``fig-6-2`` for a title typed "Figure 6.2: ...",
+    else a fresh unique label.
+
+    Emits two outputs. (1) The figure, glued (myst-nb ``glue``, hidden) under the label: its
+    ``text/html`` (:func:`figure_html`, drawn by the book's local ``_static/plotly.min.js``),
+    ``application/vnd.plotly.v1+json`` and ``text/plain``. (2) What a reader sees:
+    :data:`FIGURE_MIME`, a MyST ``{glue:figure}`` directive with the caption, which the book
+    renders (:class:`PlotlyMimeRenderer`) as a numbered Sphinx figure; ``text/html`` (the plot
+    plus a ``<figcaption>``) and the plotly JSON for JupyterLab / Notebook 7 / VS Code, which
+    render the JSON natively; ``text/plain`` for terminals. Use it instead of ``fig.show()``.
 
     Used by every chapter.
     """
@@ -251,14 +364,36 @@ def show(fig: go.Figure, *, div_id: str | None = None) -> None:
     if not isinstance(fig, go.Figure):
         raise NMLError(f"show() takes a plotly.graph_objects.Figure, got {type(fig).__name__}; "
                        "build the figure with nml.plots or plotly first")
-    title = fig.layout.title.text or "untitled"
+    fig = go.Figure(fig)  # a copy: the caller's figure keeps its title
+    raw_title = fig.layout.title.text or ""
+    number = _FIGURE_NUMBER.match(raw_title)
+    title = _FIGURE_NUMBER.sub("", raw_title).strip()
+    if name is None:
+        name = (f"fig-{number.group(1)}-{number.group(2)}" if number
+                else f"fig-{uuid.uuid4().hex[:10]}")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name):
+        raise NMLError(f"show(name={name!r}): a figure label is letters, digits, '-' and '_', "
+                       "starting with a letter (e.g. 'fig-6-2')")
+    caption_text = figure_caption(fig)
+    fig.update_layout(title=None, meta=None,
+                      margin={"t": 40 if not fig.layout.annotations else 50})
     fig_json = json.loads(pio.to_json(fig, validate=False, remove_uids=True))
-    bundle = {
-        "text/html": figure_html(fig_json, div_id=div_id),
-        "application/vnd.plotly.v1+json": fig_json,
-        "text/plain": f"<plotly figure: {title!s}, {len(fig.data)} traces>",
-    }
-    display(bundle, raw=True)
+    plain = f"<plotly figure {name}: {title or 'untitled'}, {len(fig.data)} traces>"
+    from myst_nb.ext.glue import GLUE_PREFIX
+
+    display({GLUE_PREFIX + "text/html": figure_html(fig_json, div_id=div_id),
+             GLUE_PREFIX + "application/vnd.plotly.v1+json": fig_json,
+             GLUE_PREFIX + "text/plain": plain},
+            raw=True, metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+    lead = f"**{_myst_escape(title.rstrip('.'))}.** " if title else ""
+    directive = (f"```{{glue:figure}} {name}\n:name: {name}\n:figclass: nml-figure\n\n"
+                 f"{lead}{_myst_escape(caption_text)}\n```\n")
+    figcaption = (f"<figcaption><b>{_html.escape(title)}</b> "
+                  f"{_html.escape(caption_text)}</figcaption>")
+    display({FIGURE_MIME: directive,
+             "text/html": f"<figure>{figure_html(fig_json)}{figcaption}</figure>",
+             "application/vnd.plotly.v1+json": fig_json,
+             "text/plain": plain}, raw=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +406,22 @@ def _error_label(error: str) -> str:
     if error == "std":
         return "standard deviation over seeds"
     raise NMLError(f"unknown error-bar kind {error!r}; use one of {', '.join(ERROR_KINDS)}")
+
+
+def bars_text(error: str, n) -> str:
+    """What a figure's error bars are, consistent with its seeds: "error bars: 95% t-interval
+    of the mean over seeds (n = 3 runs per point)", or, when every point is a single run,
+    "one run per point: no error bars" (never both "1 seed" and a claimed interval).
+
+    ``n``: the runs behind each plotted point (the ``n`` column of
+    :func:`summarize_over_seeds`). Used by every figure helper here (all chapters).
+    """
+    counts = sorted({int(v) for v in np.asarray(n).ravel()}) if np.size(n) else [1]
+    if counts[-1] <= 1:
+        return "one run per point: no error bars"
+    runs = f"{counts[0]}" if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
+    note = "; points from 1 run have no bar" if counts[0] == 1 else ""
+    return f"error bars: {_error_label(error)} (n = {runs} runs per point{note})"
 
 
 def _check_columns(df: pd.DataFrame, needed: Iterable[str], what: str) -> None:
@@ -353,7 +504,7 @@ def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
     fig = go.Figure()
     for i, (key, part) in enumerate(summary.groupby(group_by, sort=True)):
         key = key if isinstance(key, tuple) else (key,)
-        name = " / ".join(str(k) for k in key)
+        name = ", ".join(_group_label(c, k) for c, k in zip(group_by, key))
         part = part.sort_values("noise")
         fig.add_trace(go.Scatter(
             x=_noise_percent(part["noise"]), y=part["mean"].to_numpy(), name=name,
@@ -366,10 +517,11 @@ def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
     fig.update_layout(
         title=title or f"{metric or 'value'} vs pre-training noise",
         xaxis_title="pre-training label noise (%)", yaxis_title=y_title or (metric or "value"),
-        height=DEFAULT_HEIGHT, template="plotly_white", legend_title_text=" / ".join(group_by),
+        height=DEFAULT_HEIGHT, template="plotly_white",
+        legend_title_text=", ".join(_COLUMN_LABELS.get(c, c) for c in group_by),
     )
     if caption:
-        add_caption(fig, caption + " · error bars: " + _error_label(error))
+        add_caption(fig, caption + " · " + bars_text(error, summary["n"]))
     return fig
 
 
@@ -377,7 +529,7 @@ def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
 # Spectra
 # --------------------------------------------------------------------------------------------
 
-_GROUP_TITLES = {"top20": "top 20 (1-20)", "mid": "middle (21-500)", "rest": "rest (501-D)"}
+_GROUP_TITLES = {"top20": "top 20", "mid": "middle", "rest": "rest"}
 _GROUP_OFFSETS = {"top20": 0, "mid": 20, "rest": 500}
 
 
@@ -398,14 +550,17 @@ def _as_spectrum(values, name: str) -> np.ndarray:
 
 
 def spectrum_figure(spectra: Mapping, *, title: str | None = None,
-                    caption: str | None = None) -> go.Figure:
+                    caption: str | None = None,
+                    y_title: str = "singular value σ (log scale)") -> go.Figure:
     """Singular values on a log y axis, one trace per noise level, the index groups as subplots.
 
     ``spectra``: ``{noise level: singular values}``, the keys noise ratios (``0.05``, shown as
     "noise 5%") or any labels, the values 1-d arrays in descending order. The groups are those of
     :func:`nml.spectrum.spectrum_groups`: indices 1-20, 21-500 and 501-D; a group that is empty for
     every spectrum (features with D <= 500) is left out. Hover shows the singular value's
-    1-based index and its value. One legend entry per noise level controls all subplots.
+    1-based index and its value. One legend entry per noise level controls all subplots. The
+    subplot titles give the index ranges actually shown ("middle (21-128)" when D = 128);
+    ``y_title`` names what the values are (e.g. normalised p_i rather than raw σ_i).
 
     Used by chapters 03_feature_spectrum and 06_nmtune.
     """
@@ -415,7 +570,14 @@ def spectrum_figure(spectra: Mapping, *, title: str | None = None,
         raise NMLError("spectrum_figure takes a non-empty mapping {noise level: singular values}")
     groups = {key: spectrum_groups(_as_spectrum(s, _label(key))) for key, s in spectra.items()}
     names = [g for g in ("top20", "mid", "rest") if any(len(gr[g]) for gr in groups.values())]
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[_GROUP_TITLES[g] for g in names])
+    top = max(len(gr[g]) + _GROUP_OFFSETS[g] for gr in groups.values() for g in names
+              if len(gr[g]))
+    titles = []
+    for g in names:
+        last = max((len(gr[g]) + _GROUP_OFFSETS[g] for gr in groups.values() if len(gr[g])),
+                   default=top)
+        titles.append(f"{_GROUP_TITLES[g].split(' (')[0]} ({_GROUP_OFFSETS[g] + 1}-{last})")
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=titles)
     for i, (key, grouped) in enumerate(groups.items()):
         label = _label(key)
         for col, g in enumerate(names, start=1):
@@ -424,11 +586,11 @@ def spectrum_figure(spectra: Mapping, *, title: str | None = None,
             fig.add_trace(go.Scatter(
                 x=index, y=values, name=label, legendgroup=label, showlegend=col == 1,
                 mode="lines", line={"color": _color(i)},
-                hovertemplate=f"{_html.escape(label)}<br>index %{{x}}<br>σ = %{{y:.4g}}<extra></extra>",
+                hovertemplate=f"{_html.escape(label)}<br>index %{{x}}<br>%{{y:.4g}}<extra></extra>",
             ), row=1, col=col)
             fig.update_yaxes(type="log", row=1, col=col)
             fig.update_xaxes(title_text="singular value index", row=1, col=col)
-    fig.update_yaxes(title_text="singular value σ", row=1, col=1)
+    fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.update_layout(title=title or "singular value spectrum of the features",
                       height=DEFAULT_HEIGHT, template="plotly_white")
     if caption:
@@ -498,8 +660,8 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
     def spec_arrays(lam):
         return [_as_spectrum(spectra_by_lam[lam][k], _label(k)) for k in noise_keys]
 
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], subplot_titles=(
-        f"{metric or 'value'} vs pre-training noise", "singular values of the tuned features"))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
+                        subplot_titles=(f"{metric or 'value'} vs noise", "spectrum of Z"))
     first_acc, first_spec = acc_arrays(lams[active]), spec_arrays(lams[active])
     for i, (key, (x, y, err, n)) in enumerate(zip(group_keys, first_acc)):
         name = " / ".join(str(k) for k in key)
@@ -544,19 +706,18 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
             "error_y": [{"type": "data", "array": a[2].tolist(), "visible": True} for a in acc]
                        + [{"visible": False} for _ in spec],
         }
-        steps.append({"method": "update", "label": f"{lam:g}",
-                      "args": [data_update, {"title.text": f"{base_title} (λ = {lam:g})"}]})
+        steps.append({"method": "restyle", "label": f"{lam:g}", "args": [data_update]})
     fig.update_layout(
-        title=f"{base_title} (λ = {lams[active]:g})", height=DEFAULT_HEIGHT + 50,
-        template="plotly_white",
+        # The legend under the slider, so both panels keep the column's width.
+        title=base_title, height=DEFAULT_HEIGHT + 120,
+        template="plotly_white", legend={"orientation": "h", "x": 0, "y": -0.42,
+                                         "yanchor": "top"}, margin={"b": 200},
         sliders=[{"active": active, "steps": steps, "currentvalue": {"prefix": "λ = "},
                   "pad": {"t": 60}}],
     )
     if caption:
-        add_caption(fig, caption + " · error bars: " + _error_label(error))
-        # The slider sits under the plot; the caption goes below the slider.
-        fig.layout.annotations[-1].yshift = -150
-        fig.update_layout(margin={"b": fig.layout.margin.b + 90})
+        add_caption(fig, caption + " · " + bars_text(error, summary["n"])
+                    + " · the slider under the plot sets λ for both panels")
     return fig
 
 
@@ -636,15 +797,35 @@ def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str]
         return f"{r['mean']:.{digits}f} ± {r['err']:.{digits}f}"
 
     summary["cell"] = summary.apply(cell, axis=1)
-    for col in (*index, *columns):
-        if col == "noise":
-            summary[col] = [f"noise {v * 100:g}%" for v in summary[col]]
-        elif col == "fraction":
-            summary[col] = [f"{v * 100:g}% of the data" for v in summary[col]]
+    # Pivot on the numbers (so 10 % sorts before 25 % and 100 %), then name things for readers.
     table = summary.pivot_table(index=index, columns=columns, values="cell", aggfunc="first",
-                                sort=False)
-    table.columns.name = " / ".join(columns)
-    return table
+                                sort=True)
+    return readable_table(table)
+
+
+def readable_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A table with reader-facing labels: every index and column value through
+    :func:`human_label` (with its level's name, so noise 0.1 reads "10 % noise" and fraction
+    0.25 "25 % of the training data"), level names spelled out ("tuning method", "model").
+
+    Sort the table on its numeric labels *before* calling this (the labels become text).
+
+    Used by :func:`mean_ci_table` and by chapters 02_linear_probe, 07_practical_models and
+    09_noisy_downstream.
+    """
+    def relabel(index: pd.Index) -> pd.Index:
+        if isinstance(index, pd.MultiIndex):
+            arrays = [[human_label(v, name) for v in index.get_level_values(i)]
+                      for i, name in enumerate(index.names)]
+            return pd.MultiIndex.from_arrays(
+                arrays, names=[_COLUMN_LABELS.get(n, n) for n in index.names])
+        return pd.Index([human_label(v, index.name) for v in index],
+                        name=_COLUMN_LABELS.get(index.name, index.name))
+
+    out = table.copy()
+    out.index = relabel(out.index)
+    out.columns = relabel(out.columns)
+    return out
 
 
 def noise_effect(df: pd.DataFrame, by: Sequence[str] = ("method", "task"), *,
@@ -744,19 +925,50 @@ def metric_correlations(x: pd.DataFrame, y: pd.DataFrame, *, on: Sequence[str] =
 # noise plots, gaps to the clean model, spectra picked out of a grid
 # --------------------------------------------------------------------------------------------
 
-#: Readable backbone names for captions and legends.
+#: Readable backbone names for captions, legends and tables (:func:`human_label`).
 BACKBONE_LABELS = {
-    "resnet18_cifar": "ResNet-18 (CIFAR stem)", "resnet18_cifar_narrow": "quarter-width ResNet-18",
-    "resnet_micro": "micro ResNet", "vit_small_cifar": "small ViT", "vit_narrow_cifar": "narrow ViT",
-    "vit_micro": "micro ViT", "clip_vit_micro": "micro CLIP (ViT)",
-    "clip_vit_narrow": "narrow CLIP (ViT)", "clip_vit_small": "small CLIP (ViT)",
+    "resnet18_cifar": "ResNet-18", "resnet18_cifar_narrow": "ResNet-18 ¼ width",
+    "resnet_micro": "micro ResNet", "vit_small_cifar": "ViT-S", "vit_narrow_cifar": "ViT ¼ width",
+    "vit_micro": "micro ViT", "clip_vit_micro": "micro CLIP ViT",
+    "clip_vit_narrow": "CLIP ViT ¼ width", "clip_vit_small": "CLIP ViT-S",
 }
 
-#: Readable tuning-method names for legends and axes.
+#: Readable tuning-method names for legends, axes and tables (:func:`human_label`).
 METHOD_LABELS = {
-    "lp": "LP", "mlp": "MLP tuning", "nmtune": "NMTune", "lora": "LoRA",
+    "lp": "LP", "mlp": "MLP", "nmtune": "NMTune", "lora": "LoRA",
     "lora_nmtune": "LoRA + NMTune", "ft": "FT", "frozen": "frozen features",
 }
+
+#: Readable task names (the kind, ID or OOD, is added by :func:`task_label`).
+TASK_LABELS = {
+    "cifar10": "CIFAR-10", "caltech101": "Caltech-101", "cifar100": "CIFAR-100",
+    "pacs_photo": "PACS photo → other domains", "pacs_sketch": "PACS sketch → other domains",
+    "cifar10c": "CIFAR-10 → CIFAR-10-C", "synthetic_id": "synthetic ID",
+    "synthetic_ood_photo": "synthetic photo → other domains",
+    "synthetic_ood_sketch": "synthetic sketch → other domains",
+}
+
+
+def human_label(value, column: str | None = None) -> str:
+    """The one reader-facing name of an identifier, for every figure legend and table.
+
+    Methods, backbones and tasks by :data:`METHOD_LABELS`, :data:`BACKBONE_LABELS`,
+    :data:`TASK_LABELS`; with ``column`` "noise" / "label_noise" a ratio reads
+    "10 % noise" / "10 % downstream noise". Anything else is returned as text.
+
+    Used by every chapter's figures and tables (through the figure helpers and
+    :func:`readable_table`).
+    """
+    if column in ("noise", "label_noise") and isinstance(value, (int, float, np.number)):
+        return f"{float(value) * 100:g} % {'noise' if column == 'noise' else 'downstream noise'}"
+    if column == "fraction" and isinstance(value, (int, float, np.number)):
+        return f"{float(value) * 100:g} % of the training data"
+    if isinstance(value, str):
+        for table in (METHOD_LABELS, BACKBONE_LABELS, TASK_LABELS):
+            if value in table:
+                return table[value]
+    return str(value)
+
 
 #: The fields of a :class:`nml.chapters.GridResult` spectra key, in order.
 SPECTRUM_KEY = ("method", "backbone", "noise", "pretrain_seed", "seed", "task", "test_set", "lam")
@@ -783,15 +995,17 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def task_label(task: str) -> str:
-    """``"synthetic_id (ID)"``: a task name with its kind.
+    """``"CIFAR-10 (ID)"``: a task's readable name (:data:`TASK_LABELS`) with its kind.
+
+    A name that is not a downstream task (e.g. the upstream set) gets no kind.
 
     Used by chapters 06_nmtune, 08_asymmetric_noise and 09_noisy_downstream, and by
     :func:`scale_caption` and :func:`gap_bars_figure` (04_lora, 05_full_finetune).
     """
     from .data import TASKS
 
-    kind = TASKS[task].kind.upper() if task in TASKS else "?"
-    return f"{task} ({kind})"
+    name = TASK_LABELS.get(task, str(task))
+    return f"{name} ({TASKS[task].kind.upper()})" if task in TASKS else name
 
 
 def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "noise")) -> str:
@@ -847,7 +1061,8 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
     """
     _check_columns(df, ["backbone", "pretrain_seed", "seed"], "scale_caption")
     tasks = sorted(df["task"].unique()) if "task" in df.columns else []
-    data = scale.upstream + (" -> " + ", ".join(task_label(t) for t in tasks) if tasks else "")
+    data = human_label(scale.upstream) + (" → " + ", ".join(task_label(t) for t in tasks)
+                                          if tasks else "")
     model = ", ".join(BACKBONE_LABELS.get(b, b) for b in sorted(df["backbone"].unique()))
     methods = set(df["method"].unique()) if "method" in df.columns else set()
     backbones = set(df["backbone"].unique())
@@ -869,12 +1084,10 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
 
 
 def _group_label(column: str, value) -> str:
-    """Legend name of one group value: readable method / backbone names, noise in percent."""
+    """Legend name of one group value: :func:`human_label`, with pre-training noise spelled out."""
     if column in ("noise", "label_noise") and isinstance(value, (int, float, np.number)):
-        return f"{'pre-training' if column == 'noise' else 'downstream'} noise {value * 100:g}%"
-    if isinstance(value, str):
-        return METHOD_LABELS.get(value, BACKBONE_LABELS.get(value, value))
-    return str(value)
+        return f"{'pre-training' if column == 'noise' else 'downstream'} noise {value * 100:g} %"
+    return human_label(value, column)
 
 
 def _group_sort_key(column: str, value):
@@ -884,6 +1097,10 @@ def _group_sort_key(column: str, value):
         return (0, float(value), "")
     return (1, 0.0, str(value))
 
+
+_COLUMN_LABELS = {"method": "tuning method", "backbone": "model", "task": "task",
+                  "noise": "pre-training noise", "label_noise": "downstream noise",
+                  "fraction": "training data", "test_set": "test set"}
 
 _X_TITLES = {"noise": "pre-training label noise (%)", "label_noise": "downstream label noise η (%)"}
 
@@ -956,7 +1173,8 @@ def noise_panels(panels: Mapping[str, pd.DataFrame], *, x: str = "noise",
                       height=120 + panel_height * rows, template="plotly_white",
                       legend_title_text=legend_title or " / ".join(group_by))
     if caption:
-        add_caption(fig, caption + " · error bars: " + _error_label(error))
+        add_caption(fig, caption + " · " + bars_text(
+            error, np.concatenate([s["n"].to_numpy() for s in summaries.values()])))
     return fig
 
 
@@ -989,7 +1207,9 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
                          "visible": True},
                 customdata=[["no interval (1 run)"] if np.isnan(e) else [f"± {e:.3g}"]
                             for e in errs],
-                text=[f"{y:+.1f}" if y is not None else "" for y in ys], textposition="outside",
+                # The value at the bar's foot (by the zero line), clear of the error bar.
+                text=[f"{y:+.1f}" if y is not None else "" for y in ys], textposition="inside",
+                insidetextanchor="start", textangle=0, textfont={"size": 10},
                 hovertemplate=(f"{_html.escape(label)}<br>%{{x}}<br>difference %{{y:+.3g}}"
                                " %{customdata[0]}<extra></extra>"),
             ), row=1, col=c)
@@ -997,6 +1217,7 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
     fig.add_hline(y=0, line_color="#888", line_width=1)
     fig.update_layout(title=title or "difference between noisy and clean pre-trained models",
                       barmode="group", height=DEFAULT_HEIGHT, template="plotly_white",
+                      uniformtext={"minsize": 8, "mode": "show"},
                       legend_title_text="pre-training noise")
     if caption:
         add_caption(fig, caption)
@@ -1148,7 +1369,7 @@ def grouped_bar_figure(table: pd.DataFrame, *, x: str, group: str, value: str = 
         fig.add_trace(go.Bar(
             x=xs, y=ys, name=str(name), marker_color=_color(i),
             text=[text_format.format(y) if y is not None else "" for y in ys],
-            textposition="outside",
+            textposition="outside", textangle=0, textfont={"size": 10}, cliponaxis=False,
             hovertemplate=f"{_html.escape(str(name))}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"))
     for label, y in (hlines or {}).items():
         fig.add_hline(y=y, line_dash="dash", line_color="#555", line_width=1,
@@ -1226,7 +1447,7 @@ def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], fact
     if caption:
         extra = (" · dotted line: MLP tuning, dash-dot: LP (same colour = same noise)"
                  if references is not None else "")
-        add_caption(fig, caption + extra + " · error bars: " + _error_label(error))
+        add_caption(fig, caption + extra + " · " + bars_text(error, summary["n"]))
     return fig
 
 

@@ -797,6 +797,8 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
             error_y={"type": "data", "array": [part.loc[t, "err"] for t in present],
                      "visible": True},
             text=[f"{part.loc[t, 'mean']:.1f}" for t in present], textposition="inside",
+            # At the bar's foot, clear of the error bar at its top.
+            insidetextanchor="start", textangle=0,
             customdata=np.array([[part.loc[t, "err"], part.loc[t, "n"]] for t in present]),
             hovertemplate=(f"{html.escape(name)}<br>%{{x}}<br>mean %{{y:.4g}} ± "
                            "%{customdata[0]:.3g}<br>n = %{customdata[1]}<extra></extra>")))
@@ -808,7 +810,7 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
                       xaxis={"categoryorder": "array", "categoryarray": labels})
     fig.update_yaxes(range=[low, None] if metric in ("accuracy", "f1") else None)
     if caption:
-        plots.add_caption(fig, caption + " · error bars: " + plots._error_label(error))
+        plots.add_caption(fig, caption + " · " + plots.bars_text(error, summary["n"]))
     return fig
 
 

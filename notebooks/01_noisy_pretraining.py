@@ -30,7 +30,7 @@
 # each training set is the rate that was asked for. The pre-trained models are the ones every
 # later chapter probes and tunes.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
@@ -46,7 +46,7 @@ data_root = None
 # "cpu" or "cuda"; None: cuda when a GPU is visible.
 device = None
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -109,7 +109,7 @@ display(pd.DataFrame(rows).set_index("requested rate").style.format("{:.4f}").se
 # spread to show. The last column is the label-noise rate measured on the training set that
 # each model actually saw (over all backbones and seeds).
 
-# %%
+# %% tags=["remove-input"]
 table = plots.mean_ci_table(accuracy, "noise", "backbone")
 rate = noise_rate.groupby("noise")["value"].agg(["min", "max"])
 table["realised noise rate"] = [
@@ -136,7 +136,7 @@ plots.show(fig)
 # %% [markdown]
 # ## What this scale shows
 
-# %%
+# %% tags=["remove-input"]
 means = accuracy.groupby(["backbone", "noise"])["value"].mean().unstack("noise")
 lines = []
 for name, row in means.iterrows():
@@ -208,7 +208,7 @@ plots.show(plots.accuracy_vs_noise(
     y_title="zero-shot accuracy (%)", title="Figure 1.2: CLIP zero-shot accuracy vs caption noise",
     caption=clip_caption))
 
-# %%
+# %% tags=["remove-input"]
 zs_means = zero_shot.groupby("noise")["value"].mean().sort_index()
 zs_steps = np.diff(zs_means.to_numpy())
 zs_trend = ("falls at every step" if (zs_steps < 0).all() else

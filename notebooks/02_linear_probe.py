@@ -33,7 +33,7 @@
 # OOD task's target domains or corruptions, then over tasks) against pre-training noise, one curve
 # per backbone and data fraction, and tests both claims with confidence intervals.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
@@ -51,7 +51,7 @@ data_root = None
 # "cpu" or "cuda"; None: cuda when a GPU is visible.
 device = None
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -79,7 +79,7 @@ display(Markdown(
     + "\n".join(f"- `{t}` ({TASKS[t].kind.upper()}): {TASKS[t].description}"
                 for t in id_tasks + ood_tasks)))
 
-# %%
+# %% tags=["remove-input"]
 id_rows = plots.mean_over(accuracy[accuracy["task"].isin(id_tasks)], "task") \
     if id_tasks else None
 ood_rows = plots.mean_over(accuracy[accuracy["task"].isin(ood_tasks)
@@ -162,14 +162,13 @@ for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
         effects.append(plots.noise_effect(rows, ["backbone", "fraction"]).assign(kind=kind))
 effects = pd.concat(effects, ignore_index=True)
 effects["effect"] = [plots.format_effect(r) for r in effects.to_dict("records")]
-effects["data"] = [f"{v * 100:g}% of the data" for v in effects["fraction"]]
-display(effects.pivot_table(index=["kind", "backbone", "data"],
-                            columns=effects["noise"].map(lambda v: f"noise {v * 100:g}%"),
-                            values="effect", aggfunc="first").style.set_caption(
+display(plots.readable_table(effects.pivot_table(
+    index=["kind", "backbone", "fraction"], columns="noise", values="effect",
+    aggfunc="first")).style.set_caption(
     "Table 2.2: accuracy difference from the clean pre-trained model (points)"))
 
 
-# %%
+# %% tags=["remove-input"]
 def verdict_id(part):
     """Slight noise (5 or 10 %) helps ID: a positive difference whose interval excludes 0."""
     slight = part[part["noise"] <= 0.1 + 1e-9]

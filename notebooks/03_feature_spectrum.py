@@ -56,7 +56,7 @@
 # `sve_authors` / `lsvr_authors`). Spectrum units stored before nml kept the second carry only
 # the first: they are marked "not stored".
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
@@ -74,7 +74,7 @@ data_root = None
 # "cpu" or "cuda"; None: cuda when a GPU is visible.
 device = None
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -191,7 +191,7 @@ if id_tasks:
 # be larger, and on OOD data the clean model's top values, above all $\sigma_1$. At this scale
 # (noisy over clean, every noise level):
 
-# %%
+# %% tags=["remove-input"]
 def ratio(b, v, task_name, test_set, part):
     s0, s1 = spectrum(b, 0.0, task_name, test_set), spectrum(b, v, task_name, test_set)
     return float(part(s1) / part(s0))
@@ -223,7 +223,7 @@ display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the 
 # on each target set, averaged over targets and tasks). Bottom panels: the linear-probing
 # accuracy on the same data with all of the training data (chapter 2's protocol).
 
-# %%
+# %% tags=["hide-input"]
 def frozen_metric(name, tasks, exclude=("train",)):
     part = frozen[(frozen["metric"] == name) & frozen["task"].isin(tasks)
                   & ~frozen["test_set"].isin(exclude)]
@@ -321,7 +321,7 @@ display(plots.mean_ci_table(pd.concat(metric_tables), ["quantity", "backbone"], 
 # for ID the relation is not monotone (slight noise helps, more hurts). With few noise levels
 # (`n`) a correlation is weak evidence: read it with Figures 3.4 and 3.5.
 
-# %%
+# %% tags=["hide-input"]
 def as_noise(df):
     return df.assign(value=df["noise"])
 
@@ -347,7 +347,7 @@ display(correlations.set_index(["pair", "backbone"]).style.format(
 # %% [markdown]
 # ## What this scale shows
 
-# %%
+# %% tags=["remove-input"]
 def trend(df):
     means = df.groupby("noise")["value"].mean().sort_index()
     steps = np.diff(means.to_numpy())
@@ -403,7 +403,7 @@ display(Markdown("\n".join(lines)))
 # SVE of the ID features, LSVR of the OOD features and LP accuracy, against the caption-swap
 # ratio. The CLIP runs resolve `scale="auto"` on their own (the caption says which scale).
 
-# %%
+# %% tags=["hide-input"]
 clip_pipe, clip_results = run_chapter("clip", params, progress=False)
 clip_rows = clip_results[1].rows
 clip_frozen = clip_rows[clip_rows["method"] == "frozen"]
@@ -448,7 +448,7 @@ plots.show(plots.noise_panels(
     caption=plots.scale_caption(clip_pipe.scale, clip_rows[clip_rows["method"].isin(
         ["frozen", "lp"])])))
 
-# %%
+# %% tags=["remove-input"]
 clip_lines = []
 for title, df in clip_panels.items():
     word, values = trend(df)

@@ -52,7 +52,7 @@
 # ResNet, so `scale="auto"` uses the GPU scale when its results are stored and otherwise the
 # tiny scale (computed on any CPU in minutes). The scale is stated under every figure.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "auto"      # auto | tiny | cifar (cpu has no ViT); auto: best stored scale with a ViT
 noise = 0.1         # the noisy model the text compares with the clean one (joins the grid)
 lam = 0.01          # NMTune weight λ of LoRA + NMTune (paper: 0.01 for all experiments)
@@ -63,7 +63,7 @@ compute = True      # compute units missing from the store (False: replay stored
 data_root = None    # folder with the dataset tarballs; None: $NML_DATA (tiny needs no data)
 device = None       # "cpu" or "cuda"; None: cuda when a GPU is visible
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 from IPython.display import Markdown, display
 
@@ -130,7 +130,7 @@ for bb in sorted(gaps["backbone"].unique()):
 # %% [markdown]
 # What the figures say, read from the stored numbers:
 
-# %%
+# %% tags=["remove-input"]
 def cell(bb, kind, method, nz):
     sel = summary[(summary["backbone"] == bb) & (summary["kind"] == kind)
                   & (summary["metric"] == "accuracy") & (summary["method"] == method)

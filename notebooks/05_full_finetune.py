@@ -42,7 +42,7 @@
 # claim to check is that the gaps shrink from LP to LoRA to FT. The scale is stated under every
 # figure; `scale="auto"` takes the best scale whose results are all stored.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "auto"      # auto | tiny | cpu | cifar; auto: the best scale whose results are all stored
 noise = 0.1         # the noisy model the text compares with the clean one (joins the grid)
 lora_ratio = 8      # LoRA rank: in_features // lora_ratio, ViT backbones only (paper: 8)
@@ -52,7 +52,7 @@ compute = True      # compute units missing from the store (False: replay stored
 data_root = None    # folder with the dataset tarballs; None: $NML_DATA (tiny needs no data)
 device = None       # "cpu" or "cuda"; None: cuda when a GPU is visible
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -119,7 +119,7 @@ for bb in sorted(gaps["backbone"].unique()):
 # What the figures say, read from the stored numbers. "Mean |gap|" is the mean over the noisy
 # models of |noisy - clean|, a single size for each method's sensitivity to pre-training noise:
 
-# %%
+# %% tags=["remove-input"]
 order = [m for m in plots.METHOD_LABELS if m in set(acc["method"])]
 lines = []
 for bb in sorted(gaps["backbone"].unique()):

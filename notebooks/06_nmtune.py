@@ -75,7 +75,7 @@
 # `noise` model, which the λ explorer below plays back. The scale (stated under every figure)
 # is chosen by `scale`: `auto` takes the best scale whose results are all stored.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "auto"      # auto | tiny | cpu | cifar; auto: the best scale whose results are all stored
 noise = 0.1         # the noisy model the λ sweep compares with the clean one (joins the grid)
 lam = 0.01          # NMTune weight λ of the main comparison (paper: 0.01 for all experiments)
@@ -85,7 +85,7 @@ compute = True      # compute units missing from the store (False: replay stored
 data_root = None    # folder with the dataset tarballs; None: $NML_DATA (tiny needs no data)
 device = None       # "cpu" or "cuda"; None: cuda when a GPU is visible
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 from IPython.display import Markdown, display
 
@@ -109,7 +109,7 @@ display(Markdown(f"**Scale:** {main.description}. NMTune weight λ = {params.lam
 # ID, LSVR for OOD). Where a scale has several ID or OOD tasks, each run's numbers are averaged
 # over them first (the paper's "average ID / OOD"), so the error bars are over seeds.
 
-# %%
+# %% tags=["hide-input"]
 fig_no = 0
 PANELS = {"ID accuracy (%)": ("ID", "accuracy"), "OOD accuracy (%)": ("OOD", "accuracy"),
           "ID macro-F1 (%)": ("ID", "f1"), "OOD macro-F1 (%)": ("OOD", "f1"),
@@ -133,7 +133,7 @@ for bb in sorted(avg["backbone"].unique()):
 # What the figures say, read from the stored numbers (the means over seeds; "±" is the 95%
 # interval of the mean):
 
-# %%
+# %% tags=["remove-input"]
 def value(bb, kind, metric, method, nz):
     sel = summary[(summary["backbone"] == bb) & (summary["kind"] == kind)
                   & (summary["metric"] == metric) & (summary["method"] == method)
@@ -201,7 +201,7 @@ display(Markdown("\n".join(lines)))
 # the right panel the singular values of the tuned ID features $Z$. The slider is plain plotly:
 # it works on this static page, with no kernel.
 
-# %%
+# %% tags=["hide-input"]
 sweep_rows = plots.headline_rows(sweep.rows)
 sweep_rows = sweep_rows.assign(task=sweep_rows["task"].map(plots.task_label))
 sweep_bb = sweep.rows["backbone"].iloc[0]
@@ -227,7 +227,7 @@ fig = plots.lambda_slider_figure(
                                 extra=f"spectrum: {spec_task} / {spec_set} features Z"))
 plots.show(fig)
 
-# %%
+# %% tags=["remove-input"]
 sweep_summary = plots.summarize_over_seeds(
     sweep_rows[sweep_rows["metric"] == "accuracy"], ["task", "noise", "lam"])
 lines = []
@@ -249,7 +249,7 @@ display(Markdown("Accuracy along the sweep (1 tuning seed, so differences below 
 # scale. On this static page there is no kernel behind it, so it does nothing here: use the
 # plotly slider of the λ explorer above.
 
-# %%
+# %% tags=["hide-input"]
 import ipywidgets as widgets
 import pandas as pd
 

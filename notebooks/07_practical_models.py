@@ -49,7 +49,7 @@
 # (c) shows this project's own pre-trained image models under the same black-box protocol
 # (replayed from chapter 06), the image counterpart of Tables 3-4 at this book's scale.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 lam = 0.01             # NMTune weight λ (paper: 0.01 for every experiment)
 epochs = 10            # text tuning epochs (paper Sec. 7.2 trains every language head 10 epochs)
 train_limit = None     # SST-2 train sentences to tune on; None: all 67,349 (~4.5 min to encode, 1 core)
@@ -59,7 +59,7 @@ image_scale = "auto"   # scale of the replayed chapter-06 image comparison; auto
 data_root = None       # folder with sst2.tar.xz, imdb.tar.xz and SHA256SUMS; None: $NML_DATA
 device = None          # "cpu" or "cuda"; None: cuda when a GPU is visible
 
-# %%
+# %% tags=["remove-input"]
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -96,7 +96,7 @@ display(registry.style.format({"params (M, paper)": lambda v: "-" if pd.isna(v) 
 # `nml.practical.load_practical_model(key)` runs this code and returns the frozen model with its
 # preprocessing; one pattern per library (the other models differ only in the name):
 
-# %%
+# %% tags=["remove-input"]
 examples = ("efficientnet_b3", "vit_l_clip", "bert_l")
 display(Markdown("\n\n".join(
     f"**{practical.PRACTICAL_MODELS[k].paper_name}** ({practical.PRACTICAL_MODELS[k].library}):"
@@ -134,7 +134,7 @@ display(Markdown(
 # SST-2's labelled test set (the original binary SST test) is the ID headline; GLUE's dev set,
 # which the paper reports, is shown as well.
 
-# %%
+# %% tags=["remove-input"]
 try:
     text = practical.run_text_grid(text_cfg, root=params.data_root, device=params.device,
                                    progress=False, replay_only=not params.compute)
@@ -170,7 +170,7 @@ display(table.style.set_caption(
     f"{len(text_cfg.seeds)} tuning seeds (the paper's Table 5 layout); {text.description}"))
 
 
-# %%
+# %% tags=["remove-input"]
 def gap_text(test_set, method, baseline):
     g = practical.method_gap(rows, metric="accuracy", test_set=test_set, method=method,
                              baseline=baseline)
@@ -206,7 +206,7 @@ display(Markdown("Differences of mean accuracy with Welch 95% intervals over the
 # figure plots each spectrum divided by its sum, $p_i = s_i / \sum_j s_j$, the distribution
 # that SVE and LSVR are computed from, so sets of different sizes can be compared.
 
-# %%
+# %% tags=["remove-input"]
 NAMES = {"frozen": "frozen F (LP's input)", "mlp": "MLP tuning Z", "nmtune": "NMTune Z"}
 spec = rows[rows["metric"].isin(["sve", "lsvr"]) & rows["method"].isin(list(NAMES))
             & (rows["test_set"] != "train")]
@@ -232,7 +232,7 @@ display(Markdown(
        "opposite of the paper's ID observation (chapter 11 separates the three terms)."
        if sv["nmtune", "test", "sve"] < sv["mlp", "test", "sve"] else "")))
 
-# %%
+# %% tags=["hide-input"]
 shown = {"SST-2 test (ID), frozen F": text.spectra[("frozen", None, "test")],
          "IMDB test (OOD), frozen F": text.spectra[("frozen", None, "imdb")]}
 seed0 = min(text_cfg.seeds)
@@ -252,7 +252,7 @@ fig = plots.spectrum_figure(
         f"{text.config.spec.dim}" if dropped else "")))
 plots.show(fig)
 
-# %%
+# %% tags=["remove-input"]
 sizes, seconds = text.info.get("sizes", {}), text.info.get("encode_seconds", {})
 rate = {k: sizes[k] / seconds[k] for k in sizes if seconds.get(k)}
 speed = [f"{practical.TEST_SETS[k][2]}: {sizes[k]:,} texts in {seconds[k]:.0f} s "
@@ -277,7 +277,7 @@ display(Markdown(
 # whose chapter-06 units are all stored (`image_scale`); they are far smaller models and data
 # than Table 4's, which the caption states.
 
-# %%
+# %% tags=["remove-input"]
 try:
     pipe, (image, _) = run_chapter(
         "06_nmtune", ChapterParams.from_dict(scale=params.image_scale, compute=False,
@@ -299,7 +299,7 @@ if image is not None:
                                f"book's own pre-trained models, LP vs MLP tuning vs NMTune "
                                f"(Table 4's layout); {caption}"))
 
-# %%
+# %% tags=["remove-input"]
 if image is not None:
     lines = []
     runs = avg.assign(test_set=avg["kind"])

@@ -56,7 +56,7 @@
 # One convolutional backbone (the scale's first; the paper's study uses ResNet-50). Results are
 # stored under the experiment name `asymmetric` (`results/index.csv`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
@@ -76,7 +76,7 @@ data_root = None
 # "cpu" or "cuda"; None: cuda when a GPU is visible.
 device = None
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -110,7 +110,7 @@ display(Markdown(
 #
 # The subset that the noise flips among, as the code computes it for this scale's upstream data.
 
-# %%
+# %% tags=["hide-input"]
 if pipe.scale.upstream == "cifar100":
     n_classes = len(CIFAR100_CLASSES)
     subset = pd.DataFrame([{"CIFAR-100 superclass (CIFAR-10 counterpart)": group,
@@ -222,7 +222,7 @@ plots.show(fig)
 # Read from the stored numbers: differences from the clean model with Welch's 95% interval over
 # the runs (pre-training seeds x tuning seeds).
 
-# %%
+# %% tags=["remove-input"]
 effects = plots.noise_effect(acc, by=["method", "task"])
 summary = plots.summarize_over_seeds(acc, ["method", "task", "noise"])
 label = {"lp": "LP", "nmtune": "NMTune"}
@@ -240,7 +240,7 @@ for t in sorted(acc["task"].unique()):
     lines.append("")
 display(Markdown("\n".join(lines)))
 
-# %%
+# %% tags=["remove-input"]
 def verdict(sig_pos, sig_neg):
     if sig_pos:
         return "shows"

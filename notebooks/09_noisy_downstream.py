@@ -40,7 +40,7 @@
 # scale's first; the paper's study uses ResNet-50). Results are stored under the experiment name
 # `noisy_downstream` (`results/index.csv`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
 # computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
@@ -60,7 +60,7 @@ data_root = None
 # "cpu" or "cuda"; None: cuda when a GPU is visible.
 device = None
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -170,7 +170,7 @@ for i, t in enumerate(tasks, start=1):
 # accuracy at that η; the NMTune - LP difference is on the clean model, with Welch's 95%
 # interval over seeds.
 
-# %%
+# %% tags=["remove-input"]
 from scipy import stats
 
 

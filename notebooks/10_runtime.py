@@ -43,7 +43,7 @@
 # built. The targets: NMTune with the fast SVD term at most **1.3x** MLP tuning, on a CPU and on a
 # GPU; tuning on cached features at least **20x** faster than backbone-in-the-loop tuning on a GPU.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Which stored timings to show: "cpu", "gpu" or "all" (every device that has stored timings).
 device_kind = "all"
 # True: time both benchmarks again now and store them (replacing the stored ones with the same
@@ -58,7 +58,7 @@ device = None
 # (the larger of before / after the run) exceeds this value.
 load_warning = 1.0
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -130,7 +130,7 @@ display(Markdown("**Stored timings shown:** " + "; ".join(
 # four interleaved blocks with the tuner order rotated. The last column checks the fast term
 # against `svdvals` on the fast tuner's own batches (largest relative error).
 
-# %%
+# %% tags=["remove-input"]
 table = []
 for kind, m in speed.items():
     n = m["steps"]
@@ -148,7 +148,7 @@ display(table.style.format({c: "{:.3f}" for c in table.columns if "ms/step" in c
     "per device, tuners interleaved)"))
 display(Markdown("\n".join(f"- {kind.upper()}: {conditions(m)}." for kind, m in speed.items())))
 
-# %%
+# %% tags=["hide-input"]
 paper = {"paper V100, vision ID (quoted)": 8.23 / 7.96,
          "paper V100, vision OOD (quoted)": 4.56 / 4.48,
          "paper V100, language ID (quoted)": 3.82 / 3.76,
@@ -172,7 +172,7 @@ fig = plots.grouped_bar_figure(
              "Table 6 (GPU hours, NMTune / MLP) and the project's H100 calibration (exact SVD term). Log scale."))
 plots.show(fig)
 
-# %%
+# %% tags=["remove-input"]
 lines = []
 for kind, m in speed.items():
     verdict = "meets" if m["ratio_fast"] <= 1.3 else "misses"
@@ -207,7 +207,7 @@ display(Markdown("\n".join(lines)))
 # checks that they see the same features (largest absolute difference on a probe batch). The
 # cached path is charged for its one-off extraction.
 
-# %%
+# %% tags=["remove-input"]
 table = []
 for kind, m in cache.items():
     table.append({"device": f"{kind.upper()} ({m['device']})", "backbone": m["backbone"],
@@ -243,7 +243,7 @@ fig = plots.grouped_bar_figure(
              "Log scale."))
 plots.show(fig)
 
-# %%
+# %% tags=["remove-input"]
 lines = []
 for kind, m in cache.items():
     lines.append(
@@ -265,7 +265,7 @@ display(Markdown("\n".join(lines)))
 # %% [markdown]
 # ## GPU timings
 
-# %%
+# %% tags=["remove-input"]
 if "gpu" in speed or "gpu" in cache:
     got = [b for b, d in (("nmtune-speed", speed), ("blackbox-cache", cache)) if "gpu" in d]
     display(Markdown(

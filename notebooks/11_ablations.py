@@ -46,7 +46,7 @@
 # COCO with Mask R-CNN): COCO cannot be fetched on this offline machine, and training a
 # detector is far beyond a CPU session. This book covers classification transfer only.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # auto: the best scale whose ablation units are all stored (cifar, then cpu); otherwise the tiny
 # scale, computed on the spot on any CPU (about 1 s per unit). Or name one: "tiny", "cpu", "cifar".
 scale = "auto"
@@ -66,7 +66,7 @@ data_root = None
 # "cpu" or "cuda"; None: cuda when a GPU is visible.
 device = None
 
-# %%
+# %% tags=["remove-input"]
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
@@ -160,7 +160,7 @@ display(Markdown(
 # pre-trained model, same tuning seed), mean ± the half-width of a 95 % t-interval over the
 # seeds. A difference whose interval excludes 0 is marked with `*` (here and in the text).
 
-# %%
+# %% tags=["remove-input"]
 base = ablation[ablation["level"] == ablation["factor"].map(DEFAULT_LEVEL)]
 base = base[base["factor"] == "depth (layers)"][["kind", "noise", "pretrain_seed", "seed",
                                                  "value"]]
@@ -198,7 +198,7 @@ fig = plots.factor_panels(
 plots.show(fig)
 
 
-# %%
+# %% tags=["remove-input"]
 def effect(factor: str, level: str) -> str:
     """The variant's paired difference to the paper's setting in every (kind, noise) cell,
     then a count: better / worse in how many cells, how many outside the seed interval."""
@@ -238,7 +238,7 @@ fig = plots.factor_panels(
     caption=caption)
 plots.show(fig)
 
-# %%
+# %% tags=["remove-input"]
 clean_gap = plots.summarize_over_seeds(
     ablation[ablation["factor"] == "loss terms"].pivot_table(
         index=["level", "kind", "pretrain_seed", "seed"], columns="noise", values="value")
@@ -288,7 +288,7 @@ display(Markdown("\n".join(lines)))
 # table the LSVR ($-\log s_1 / \sum s$) of the tuned features $Z$ on the ID test set, to see
 # whether the term changes the spectrum it targets.
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.factor_panels(
     summary, levels={"top-K of L_SVD": LEVELS["top-K of L_SVD"]}, references=ref_summary,
     title="Figure 11.3: NMTune accuracy vs K, the number of singular values in L_SVD",
@@ -309,7 +309,7 @@ display(plots.mean_ci_table(lsvr, "K", "noise", digits=3).style.set_caption(
     "Table 11.3: LSVR of the tuned features Z on the ID test set vs K (mean ± 95 % t-interval "
     "over seeds)"))
 
-# %%
+# %% tags=["remove-input"]
 topk = summary[summary["factor"] == "top-K of L_SVD"].copy()
 topk["K"] = topk["level"].astype(int)
 lines = []
@@ -339,7 +339,7 @@ display(Markdown("\n".join(lines)))
 # (chapter 10). The figure and the table compare tuning with each, seed by seed: if the fast term
 # is a faithful substitute, the accuracy difference is within the seed-to-seed spread.
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.factor_panels(
     summary, levels={"SVD term": LEVELS["SVD term"]}, references=ref_summary,
     title="Figure 11.4: NMTune accuracy with the fast and the exact SVD term",
@@ -436,7 +436,7 @@ display(Markdown(
 # expected to drown in seed spread; a factor that matters there is worth checking at the cpu or
 # cifar scale (`python -m nml grid --scale cifar --chapter 11_ablations` on a GPU machine).
 
-# %%
+# %% tags=["remove-input"]
 sig = diffs[diffs["significant"]]
 display(Markdown(
     f"Of {len(diffs)} (variant, task kind, noise) comparisons with the paper's setting, "

@@ -163,7 +163,7 @@ def test_label_noise_panels_one_trace_per_pretraining_noise():
                        for g in (0.0, 0.1) for eta in (0.0, 0.2, 0.4) for s in range(3)])
     fig = plots.label_noise_panels({"LP": df, "NMTune": df}, caption="test caption")
     assert len(fig.data) == 4 and {t.name for t in fig.data} == {
-        "pre-training noise 0%", "pre-training noise 10%"}
+        "pre-training noise 0 %", "pre-training noise 10 %"}
     assert sum(t.showlegend for t in fig.data) == 2, "one legend entry per noise level"
     assert list(fig.data[0].x) == [0.0, 20.0, 40.0]
     assert fig.data[0].y[0] > fig.data[0].y[-1] and all(fig.data[0].error_y.array > 0)

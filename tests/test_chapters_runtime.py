@@ -156,7 +156,7 @@ def test_factor_panels_orders_levels_and_draws_references():
     assert list(first.x) == ["3", "2", "1"] and list(first.y) == [53.0, 52.0, 51.0]
     assert len(fig.data) == 2 * 2 * 2                      # factors x kinds x noise levels
     assert len(fig.layout.shapes) == 2 * 2                 # 2 reference lines in 2 ID panels
-    assert "cap" in fig.layout.annotations[-1].text
+    assert "cap" in plots.figure_caption(fig)
     with pytest.raises(NMLError, match="none of the factors"):
         plots.factor_panels(_summary(), levels={"width": ["1"]})
     with pytest.raises(NMLError, match="lacks column"):

@@ -42,7 +42,7 @@ def test_accuracy_vs_noise_one_trace_per_method_task_and_ci95_by_hand():
     df = pd.concat([df, df.assign(metric="sve", value=5.0)], ignore_index=True)
     fig = plots.accuracy_vs_noise(df, caption=plots.caption(
         scale="tiny", data="synthetic", model="resnet_micro", epochs=2, seeds=3))
-    assert [t.name for t in fig.data] == ["lp / cifar10", "mlp / cifar10"]
+    assert [t.name for t in fig.data] == ["LP, CIFAR-10", "MLP, CIFAR-10"]
     lp = fig.data[0]
     np.testing.assert_allclose(lp.x, [0, 10, 30])
     np.testing.assert_allclose(lp.y, [0.72, 0.63, 0.50])
@@ -53,9 +53,12 @@ def test_accuracy_vs_noise_one_trace_per_method_task_and_ci95_by_hand():
                 12.706204736174698 * (0.06 / math.sqrt(2)) / math.sqrt(2), 0.0]
     np.testing.assert_allclose(lp.error_y.array, expected, rtol=1e-9)
     assert "n = " in lp.hovertemplate
-    lines = fig.layout.annotations[0].text.split("<br>")
-    assert all(len(line) <= plots.CAPTION_LINE_CHARS for line in lines)
-    assert "tiny scale" in " ".join(lines) and "95% t-interval" in " ".join(lines)
+    # The caption travels with the figure (not drawn inside it) and states the bars honestly:
+    # points from 1 run get no bar, and the caption says so.
+    text = plots.figure_caption(fig)
+    assert not fig.layout.annotations
+    assert "tiny scale" in text and "95% t-interval" in text
+    assert "n = 1-3 runs per point; points from 1 run have no bar" in text
 
 
 def test_accuracy_vs_noise_std_errors_and_grouping_by_task_only():
@@ -78,6 +81,10 @@ def test_accuracy_vs_noise_bad_input_is_a_clear_error():
 def test_caption_rejects_unknown_scale():
     assert plots.caption(scale="cpu", data="d", model="m", epochs=1, seeds=1) == (
         "reduced CPU scale (real data) · data: d · model: m · 1 epoch · 1 seed")
+    assert plots.caption(scale="cpu", data="d", model="m", seeds="1 pre-training").endswith(
+        "1 pre-training seed")
+    assert plots.caption(scale="cpu", data="d", model="m", seeds="10 pre-training").endswith(
+        "10 pre-training seeds")
     with pytest.raises(NMLError, match="unknown scale"):
         plots.caption(scale="huge", data="d", model="m")
 
@@ -92,7 +99,7 @@ def test_spectrum_figure_log_axes_groups_and_hover():
     # two noise levels x three groups (1-20, 21-500, 501-600)
     assert len(fig.data) == 6
     assert [a.text for a in fig.layout.annotations] == [
-        "top 20 (1-20)", "middle (21-500)", "rest (501-D)"]
+        "top 20 (1-20)", "middle (21-500)", "rest (501-600)"]
     for axis in ("yaxis", "yaxis2", "yaxis3"):
         assert fig.layout[axis].type == "log"
     first = fig.data[0]
@@ -136,10 +143,9 @@ def test_lambda_slider_steps_each_change_accuracy_and_spectrum():
     assert [s.label for s in slider.steps] == ["0", "0.01", "0.1"]
     ys = []
     for step in slider.steps:
-        assert step.method == "update"
-        data_update, layout_update = step.args[0], step.args[1]
+        assert step.method == "restyle"
+        (data_update,) = step.args  # data only: the λ shows in the slider's current value
         assert len(data_update["y"]) == len(fig.data)
-        assert "λ =" in layout_update["title.text"]
         ys.append(data_update["y"])
     for a in range(3):
         for b in range(a + 1, 3):
@@ -166,27 +172,63 @@ def test_lambda_slider_bad_input():
         plots.lambda_slider_figure(df, spectra, active=3)
 
 
-def test_show_emits_html_for_the_book_and_plotly_json_for_jupyter():
+def test_show_emits_a_glued_figure_and_a_numbered_captioned_figure_directive():
+    from myst_nb.ext.glue import GLUE_PREFIX
+
     fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], name="</script><b>x"))
-    fig.update_layout(title="t")
+    fig.update_layout(title="Figure 6.2: NMTune *as* λ changes")
+    plots.add_caption(fig, "reduced CPU scale · 3 seeds · error bars: 95% t-interval")
     shell = InteractiveShell.instance()
     published = []
-    shell.display_pub.publish = lambda data, metadata=None, **kw: published.append(data)
+    shell.display_pub.publish = lambda data, metadata=None, **kw: published.append(
+        (data, metadata))
     try:
         plots.show(fig, div_id="fig-test")
     finally:
         del shell.display_pub.publish
-    (bundle,) = published
-    assert set(bundle) == {"text/html", "application/vnd.plotly.v1+json", "text/plain"}
-    html = bundle["text/html"]
+    (glued, glue_meta), (shown, _) = published
+    # (1) The figure, glued under its label and hidden (prefixed mime types).
+    assert glue_meta["scrapbook"] == {"name": "fig-6-2", "mime_prefix": GLUE_PREFIX}
+    html = glued[GLUE_PREFIX + "text/html"]
     assert 'id="fig-test"' in html and "window.Plotly.newPlot" in html
     # No plotly.js inside the page output (the book loads one shared copy) and no CDN.
-    assert len(html) < 20_000 and "cdn" not in html.lower() and "<script src" not in html
+    assert len(html) < 30_000 and "cdn" not in html.lower() and "<script src" not in html
     # A "</script>" in the data must not end the script early.
     assert html.count("</script>") == 1
-    assert bundle["application/vnd.plotly.v1+json"]["data"][0]["type"] == "scatter"
+    assert glued[GLUE_PREFIX + "application/vnd.plotly.v1+json"]["data"][0]["type"] == "scatter"
+    # The plot carries no title and no caption text inside it: both go to the caption.
+    layout = glued[GLUE_PREFIX + "application/vnd.plotly.v1+json"]["layout"]
+    assert "title" not in layout or not layout["title"].get("text")
+    assert "nml_caption" not in json.dumps(layout)
+    # (2) What a reader sees: a numbered figure directive with the caption (MyST-escaped).
+    directive = shown[plots.FIGURE_MIME]
+    assert directive.startswith("```{glue:figure} fig-6-2\n:name: fig-6-2\n")
+    assert "**NMTune \\*as\\* λ changes.** reduced CPU scale · 3 seeds" in directive
+    assert "Figure 6.2" not in directive  # the book numbers figures itself
+    assert "<figcaption>" in shown["text/html"]
+    assert shown["application/vnd.plotly.v1+json"]["data"][0]["type"] == "scatter"
+    # The caller's figure is unchanged.
+    assert fig.layout.title.text.startswith("Figure 6.2")
     with pytest.raises(NMLError, match="plotly.graph_objects.Figure"):
         plots.show({"data": []})
+    with pytest.raises(NMLError, match="figure label"):
+        plots.show(fig, name="6.2 bad")
+
+
+def test_bars_text_never_claims_an_interval_for_single_runs():
+    assert plots.bars_text("ci95", [1, 1]) == "one run per point: no error bars"
+    assert plots.bars_text("ci95", [3, 3]) == (
+        "error bars: 95% t-interval of the mean over seeds (n = 3 runs per point)")
+    assert "points from 1 run have no bar" in plots.bars_text("std", [1, 5])
+
+
+def test_human_label_is_the_one_mapping_for_legends_and_tables():
+    assert plots.human_label("resnet18_cifar_narrow") == "ResNet-18 ¼ width"
+    assert plots.human_label("nmtune") == "NMTune"
+    assert plots.human_label("pacs_photo") == "PACS photo → other domains"
+    assert plots.human_label(0.1, "noise") == "10 % noise"
+    assert plots.human_label(0.25, "fraction") == "25 % of the training data"
+    assert plots.human_label("something_else") == "something_else"
 
 
 def test_myst_nb_plugin_draws_json_only_plotly_outputs_with_the_local_plotly_js():
@@ -196,6 +238,8 @@ def test_myst_nb_plugin_draws_json_only_plotly_outputs_with_the_local_plotly_js(
     content = json.loads(fig.to_json())
     json_output = SimpleNamespace(mime_type="application/vnd.plotly.v1+json", content=content)
     (node,) = plots.PlotlyMimeRenderer.handle_mime(None, json_output, False)
+    # show()'s figure directive is ranked above every other representation in the HTML build.
+    assert ("html", plots.FIGURE_MIME, -10) in plots.PlotlyMimeRenderer.mime_priority_overrides
     assert node["format"] == "html"
     assert "window.Plotly.newPlot" in node.astext() and "height:300px" in node.astext()
     # Other outputs and inline outputs are left to myst-nb.
@@ -275,15 +319,17 @@ def test_gap_bars_heights_are_the_differences_and_missing_intervals_draw_no_bar(
 
 def test_mean_ci_table_cells_by_hand():
     table = plots.mean_ci_table(_rows(CELLS), "method", "noise", digits=3)
-    assert list(table.columns) == ["noise 0%", "noise 10%", "noise 30%"]
-    assert table.columns.name == "noise"
+    assert list(table.columns) == ["0 % noise", "10 % noise", "30 % noise"]
+    assert table.columns.name == "pre-training noise"
+    assert table.index.name == "tuning method" and list(table.index) == ["LP", "MLP"]
     half = 4.302652729911275 * 0.02 / math.sqrt(3)
-    assert table.loc["lp", "noise 0%"] == f"0.720 ± {half:.3f}"
-    assert table.loc["lp", "noise 30%"] == "0.500 (1 seed)"
-    assert table.loc["mlp", "noise 0%"] == "0.800 ± 0.000"
-    fractions = _rows(CELLS).assign(fraction=0.25)
+    assert table.loc["LP", "0 % noise"] == f"0.720 ± {half:.3f}"
+    assert table.loc["LP", "30 % noise"] == "0.500 (1 seed)"
+    assert table.loc["MLP", "0 % noise"] == "0.800 ± 0.000"
+    # Fractions sort as numbers (10 %, 25 %, 100 %), not as text (10, 100, 25).
+    fractions = pd.concat([_rows(CELLS).assign(fraction=f) for f in (1.0, 0.25, 0.1)])
     assert list(plots.mean_ci_table(fractions, "fraction", "method").index) == [
-        "25% of the data"]
+        "10 % of the training data", "25 % of the training data", "100 % of the training data"]
 
 
 def test_mean_over_keeps_runs_apart_and_labels_the_average():
@@ -321,8 +367,9 @@ def test_headline_rows_task_label_and_best_noise():
                     _tuned({("lp", "cifar10c", 0.0): [3.0]}, test_set="mean"),
                     _tuned({("lp", "cifar10c", 0.0): [4.0]}, test_set="fog@1")])
     assert sorted(plots.headline_rows(df)["value"]) == [1.0, 3.0]
-    assert plots.task_label("cifar10c") == "cifar10c (OOD)"
-    assert plots.task_label("nonexistent") == "nonexistent (?)"
+    assert plots.task_label("cifar10c") == "CIFAR-10 → CIFAR-10-C (OOD)"
+    assert plots.task_label("cifar100") == "CIFAR-100"  # not a downstream task: no "(?)"
+    assert plots.task_label("nonexistent") == "nonexistent"
     summary = plots.summarize_over_seeds(_rows(CELLS), ["method", "noise"])
     best = plots.best_noise(summary, by=["method"]).set_index("method")
     assert best.loc["lp", "best_noise"] == 0.0 and bool(best.loc["lp", "clean_is_best"])
@@ -374,13 +421,13 @@ def test_noise_panels_grid_colours_and_legend_once_per_group():
     a = _rows(CELLS)
     b = _rows({k: v for k, v in CELLS.items() if k[0] == "mlp"})
     fig = plots.noise_panels({"ID": a, "OOD": b}, y_titles={"ID": "acc"}, caption="cap")
-    assert [t.name for t in fig.data] == ["LP", "MLP tuning", "MLP tuning"]
+    assert [t.name for t in fig.data] == ["LP", "MLP", "MLP"]
     assert [t.showlegend for t in fig.data] == [True, True, False]
     assert fig.data[1].line.color == fig.data[2].line.color, "one colour per method throughout"
     assert fig.data[2].xaxis == "x2"
     np.testing.assert_allclose(fig.data[0].y, [0.72, 0.63, 0.50])
     assert fig.layout.yaxis.title.text == "acc"
-    assert "95% t-interval" in fig.layout.annotations[-1].text
+    assert "95% t-interval" in plots.figure_caption(fig)
     # Stacked (cols=1): one shared x axis, its title on the bottom panel only.
     stacked = plots.noise_panels({"SVE": a, "accuracy": a}, group_by=["backbone"], cols=1)
     assert [t.name for t in stacked.data] == ["micro ResNet", "micro ResNet"]
@@ -397,7 +444,7 @@ def test_label_noise_panels_is_noise_panels_over_downstream_noise():
                         "value": 80 - 50 * eta - 10 * g + s}
                        for g in (0.0, 0.1) for eta in (0.0, 0.4) for s in range(2)])
     fig = plots.label_noise_panels({"LP": df}, y_title="acc (%)")
-    assert [t.name for t in fig.data] == ["pre-training noise 0%", "pre-training noise 10%"]
+    assert [t.name for t in fig.data] == ["pre-training noise 0 %", "pre-training noise 10 %"]
     np.testing.assert_allclose(fig.data[0].x, [0.0, 40.0])
     np.testing.assert_allclose(fig.data[1].y, [80 - 1 + 0.5, 80 - 20 - 1 + 0.5])
     assert fig.layout.xaxis.title.text == "downstream label noise η (%)"
@@ -414,7 +461,7 @@ def test_seeds_text_and_scale_caption_state_the_runs():
     tiny = SCALES["tiny"]
     text = plots.scale_caption(tiny, df, extra="λ = 0.01")
     assert text.startswith(plots.SCALE_LABELS["tiny"])
-    assert "data: synthetic_upstream -> synthetic_id (ID)" in text
+    assert "data: synthetic_upstream → synthetic ID (ID)" in text
     assert "model: micro ResNet" in text
     assert f"pre-training {tiny.pretrain_epochs}, LP / MLP / NMTune {tiny.tune_epochs}" in text
     assert f"LoRA / FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")

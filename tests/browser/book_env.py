@@ -23,3 +23,14 @@ def skip_or_fail(reason: str) -> None:
     if in_ci():
         pytest.fail(reason + " (CI=true: failing instead of skipping)")
     pytest.skip(reason)
+
+
+#: Reader's screens: name -> (width, height, mobile), CSS px.
+SCREENS = {"desktop": (1400, 900, False), "phone": (390, 844, True)}
+
+
+def set_screen(driver, screen: str) -> None:
+    """Emulate a reader's screen exactly (CSS px viewport; touch / mobile for the phone)."""
+    width, height, mobile = SCREENS[screen]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})

@@ -53,9 +53,20 @@ def _find(names: list[str]) -> str | None:
     return None
 
 
+#: Chromium flags that cut the browser off the network, as a reader on a train: every host name
+#: fails to resolve (the book is served on the IP literal 127.0.0.1, which needs no lookup), and
+#: any proxy use goes to a closed port. A page that needs a CDN then visibly fails.
+OFFLINE_ARGS = (
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=127.0.0.1",
+)
+
+
 @pytest.fixture(scope="session")
 def driver(tmp_path_factory):
-    """Headless Debian chromium through Debian's chromedriver, with a fresh profile."""
+    """Headless Debian chromium through Debian's chromedriver, with a fresh profile, offline
+    (:data:`OFFLINE_ARGS`), logging the console and every network request."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -69,9 +80,10 @@ def driver(tmp_path_factory):
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+                *OFFLINE_ARGS):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     # Explicit driver path: selenium then never tries to download a driver.
     browser = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
     browser.set_page_load_timeout(120)
