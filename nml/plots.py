@@ -76,6 +76,7 @@ __all__ = [
     "METHOD_LABELS", "SPECTRUM_KEY",
     # captions and display
     "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "show", "figure_html",
+    "palette_color",
     "PlotlyMimeRenderer",
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
@@ -321,6 +322,11 @@ def _noise_percent(noise: pd.Series | np.ndarray) -> np.ndarray:
 
 def _color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
+
+
+def palette_color(i: int) -> str:
+    """The book's ``i``-th trace colour (cycled). Used by chapter 06_nmtune's live figure."""
+    return _color(i)
 
 
 # --------------------------------------------------------------------------------------------
