@@ -185,7 +185,8 @@ class LambdaExplorer:
         fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
         fig.update_xaxes(title_text="index of the singular value", row=1, col=2)
         fig.update_yaxes(type="log", title_text="singular value σ", row=1, col=2)
-        fig.update_layout(height=480, legend={"font": {"size": 10}})
+        fig.update_layout(height=620, margin={"b": 200},
+                          legend={"font": {"size": 10}, "orientation": "h", "y": -0.22})
         if self.caption:
             add_caption(fig, self.caption)
         self.fig = go.FigureWidget(fig)

@@ -60,14 +60,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(predicate, timeout: float, what: str, poll: float = 1.0):
+def _wait(predicate, timeout: float, what: str, poll: float = 1.0, driver=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(poll)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    shot = ""
+    if driver is not None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / "06_nmtune_lab_failure.png"))
+        shot = f" (screenshot: {SCREENSHOTS / '06_nmtune_lab_failure.png'})"
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{shot}")
 
 
 def _server_pid(runtime_dir: Path, port: int) -> int | None:
@@ -131,6 +136,8 @@ def lab(tmp_path_factory):
             make.kill()
             make.wait()
         log.close()
+        for leftover in (ROOT / rel).parent.glob(f"{rel.stem}*"):   # the notebook, its pair
+            leftover.unlink()
         assert pid is None or not _alive(pid), f"JupyterLab (pid {pid}) is still running"
 
 
@@ -167,6 +174,8 @@ def _stored_accuracy(results: Path, lam: float) -> dict:
                  & index["backbone"].isin(grid.backbones) & index["task"].isin(grid.tasks)
                  & index["pretrain_seed"].isin(grid.pretrain_seeds)
                  & index["seed"].isin(grid.tune_seeds)]
+    if rows.empty:
+        return {}
     rows = headline_rows(rows)
     return {(t, round(float(n), 6)): float(v)
             for (t, n), v in rows.groupby(["task", "noise"])["value"].mean().items()}
@@ -181,19 +190,22 @@ def test_lambda_slider_redraws_the_figure_from_the_store(lab, offline_driver):
     driver = offline_driver
     started = time.monotonic()
     driver.get(f"{url}/lab/tree/{rel.as_posix()}?token={token}")
+    # The notebook's panel (headless chromium has no focused widget, so find it by path).
+    panel_js = ("const app = window.jupyterapp; if (!app) return null;"
+                "const p = Array.from(app.shell.widgets('main')).find("
+                f"  w => w.context && w.context.path === {json.dumps(rel.as_posix())});")
     _wait(lambda: driver.execute_script(
-        "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-        "return !!(w && w.sessionContext && w.sessionContext.session"
-        " && w.sessionContext.session.kernel);"), START_TIMEOUT_S, "the notebook's kernel")
-    # Run the whole chapter (Run > Run All Cells).
+        panel_js + "return !!(p && p.sessionContext.session && p.sessionContext.session.kernel);"),
+        START_TIMEOUT_S, "the notebook and its kernel", driver=driver)
+    # Run the whole chapter (Run > Run All Cells) once its kernel is ready.
     driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "const w = window.jupyterapp.shell.currentWidget;"
-        "w.sessionContext.ready.then(() => "
-        "  window.jupyterapp.commands.execute('notebook:run-all-cells')).then(() => done(true));")
+        "const done = arguments[arguments.length - 1];" + panel_js.replace("return null", "")
+        + "app.shell.activateById(p.id);"
+        "p.sessionContext.ready.then(() => {"
+        "  app.commands.execute('notebook:run-all-cells'); done(true); });")
     before = _wait(lambda: (lambda s: s if s and s.get("ready") and s.get("marker")
                             and s["marker"]["y"] else None)(driver.execute_script(EXPLORER_JS)),
-                   RUN_TIMEOUT_S, "the live λ explorer's FigureWidget to draw")
+                   RUN_TIMEOUT_S, "the live λ explorer's FigureWidget to draw", driver=driver)
     errors = driver.execute_script(
         "return Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type="
         "\"application/vnd.jupyter.stderr\"]')).map(e => e.textContent).filter("
@@ -213,7 +225,7 @@ def test_lambda_slider_redraws_the_figure_from_the_store(lab, offline_driver):
     after = _wait(lambda: (lambda s: s if s and s.get("ready") and s["meta"]
                            and float(s["meta"]["lam"]) != lam_before else None)(
         driver.execute_script(EXPLORER_JS)), CHANGE_TIMEOUT_S,
-        "the FigureWidget to show another λ")
+        "the FigureWidget to show another λ", driver=driver)
     change_s = time.monotonic() - moved
     lam_after = float(after["meta"]["lam"])
     assert lam_after == pytest.approx(0.02), "one step right of 0.01 is 0.02"
