@@ -160,7 +160,7 @@ class LambdaExplorer:
         from .plots import add_caption, palette_color, task_label
 
         fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], subplot_titles=(
-            "accuracy (%) against λ", f"singular values of Z ({self.spec_task} / {self.spec_set})"))
+            "accuracy (%) against the NMTune weight λ", f"singular values of Z ({self.spec_task} / {self.spec_set})"))
         for i, (task, noise) in enumerate(self.series()):
             fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers",
                                      name=f"{task_label(task)}, {noise:.0%} noise",
@@ -180,13 +180,14 @@ class LambdaExplorer:
                           row=1, col=2)
         labels = [_label(v) for v in self.choices]
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels,
-                         range=[-0.5, len(labels) - 0.5], title_text="NMTune weight λ",
-                         row=1, col=1)
+                         range=[-0.5, len(labels) - 0.5], row=1, col=1)
         fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
         fig.update_xaxes(title_text="index of the singular value", row=1, col=2)
         fig.update_yaxes(type="log", title_text="singular value σ", row=1, col=2)
-        fig.update_layout(height=620, margin={"b": 200},
-                          legend={"font": {"size": 10}, "orientation": "h", "y": -0.22})
+        # The legend at the foot of the figure, under the caption (add_caption's 60 px shift).
+        fig.update_layout(height=660, margin={"b": 230},
+                          legend={"font": {"size": 10}, "orientation": "h", "yref": "container",
+                                  "y": 0.01, "yanchor": "bottom"})
         if self.caption:
             add_caption(fig, self.caption)
         self.fig = go.FigureWidget(fig)
