@@ -160,7 +160,8 @@ class LambdaExplorer:
         from .plots import add_caption, palette_color, task_label
 
         fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], subplot_titles=(
-            "accuracy (%) against the NMTune weight λ", f"σ of Z ({self.spec_task} / {self.spec_set})"))
+            "accuracy (%) against the NMTune weight λ",
+            f"σ of Z ({self.spec_task} / {self.spec_set})"))
         for i, (task, noise) in enumerate(self.series()):
             fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers",
                                      name=f"{task_label(task)}, {noise:.0%} noise",
