@@ -20,7 +20,7 @@ from nml.results import ResultStore
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """The chapter's sweep grid narrowed to the clean model and the ID task, λ 0 and 0.01 stored."""
+    """Chapter 06's sweep grid narrowed to the clean model and the ID task; λ 0, 0.01 stored."""
     store = ResultStore(tmp_path_factory.mktemp("results"))
     grid = chapter_grids("06_nmtune", ChapterParams(scale="tiny"), "tiny")[1]
     grid = dataclasses.replace(grid, noise_levels=(0.0,), tasks=("synthetic_id",),
