@@ -84,7 +84,7 @@ class LambdaExplorer:
     ``pipe``: the chapter's pipeline (its scale, store, data root and device are reused);
     ``sweep_grid``: the chapter's λ-sweep :class:`~nml.chapters.Grid` (its models, tasks and
     seeds; only ``lambdas`` changes); ``spec_task`` / ``spec_set``: whose tuned features the
-    spectrum panel shows; ``lam``: the λ shown first; ``compute``: False replays stored units
+    spectrum panel shows; ``lam``: the λ shown first (the nearest stored one); ``compute``: False replays stored units
     only (a λ the store lacks then says so instead of computing).
     """
 
@@ -107,7 +107,10 @@ class LambdaExplorer:
         self.results: dict[float, GridResult] = {}
         for value in self.choices:
             self._try_replay(value)
-        self.lam = min(self.choices, key=lambda v: abs(v - lam))
+        if not self.results:
+            raise NMLError(f"none of the λ values {self.choices} is stored at scale "
+                           f"{pipe.scale.name!r}; run the chapter first (it stores its sweep)")
+        self.lam = min(self.results, key=lambda v: abs(v - lam))
         self.last_seconds: float | None = None
         self.last_computed = False
 
@@ -265,10 +268,14 @@ class LambdaExplorer:
             try:
                 self.ensure(lam)
             except (NMLError, MissingResult) as err:
+                self.log.clear_output()
                 self.status.value = f"λ = {_label(lam)}: not shown: {err}"
                 return
-            finally:
-                self.log.clear_output()
+            except Exception:
+                # Anything else is a bug: its traceback stays in the output area below.
+                self.status.value = f"λ = {_label(lam)}: failed (traceback below)"
+                raise
+        self.log.clear_output()
         self.lam = lam
         self.redraw()
         verb = "computed the missing units and stored them" if self.last_computed \
