@@ -84,8 +84,8 @@ class LambdaExplorer:
     ``pipe``: the chapter's pipeline (its scale, store, data root and device are reused);
     ``sweep_grid``: the chapter's λ-sweep :class:`~nml.chapters.Grid` (its models, tasks and
     seeds; only ``lambdas`` changes); ``spec_task`` / ``spec_set``: whose tuned features the
-    spectrum panel shows; ``lam``: the λ shown first (the nearest stored one); ``compute``: False replays stored units
-    only (a λ the store lacks then says so instead of computing).
+    spectrum panel shows; ``lam``: the λ shown first (the nearest stored one); ``compute``:
+    False replays stored units only (a λ the store lacks then says so instead of computing).
     """
 
     def __init__(self, pipe: Pipeline, sweep_grid: Grid, *, spec_task: str, spec_set: str,
