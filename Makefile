@@ -3,6 +3,9 @@
 #   make book    set up .venv once, then build the Jupyter Book from stored results -> _build/html
 # and, after `make book`:
 #   make browser-test   drive headless chromium over _build/html (needs chromium + chromedriver)
+# and to use the chapters live (the λ slider of chapter 06):
+#   make lab            JupyterLab from .venv on notebooks/, widgets from the installed packages
+#   make lab-test       that λ slider moved in a real JupyterLab in headless chromium
 #
 # Set-up is idempotent: the first run creates .venv with $(PYTHON) and installs the locked stack
 # (requirements.txt) plus nml in editable mode; a stamp file makes every later run skip it until
@@ -22,12 +25,14 @@ BOOK_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export JUPYTER_PREFER_ENV_PATH := 1
 
-.PHONY: setup test book browser-test kernel lock clean help
+.PHONY: setup test book browser-test lab lab-test kernel lock clean help
 
 help:
 	@echo "make test          set up .venv (once) and run pytest (browser tests excluded)"
 	@echo "make book          set up .venv (once) and build the book into _build/html"
 	@echo "make browser-test  check the built book in headless chromium (after make book)"
+	@echo "make lab           set up .venv (once) and open the chapters live in JupyterLab"
+	@echo "make lab-test      drive chapter 06's live λ slider in JupyterLab in headless chromium"
 	@echo "make kernel        register this venv as the Jupyter kernel 'nml' for your own Jupyter"
 	@echo "make lock          rewrite requirements.txt from the current .venv"
 	@echo "make clean         remove _build"
@@ -86,9 +91,26 @@ book: $(STAMP) $(PLOTLY_JS)
 	@echo "make book: built _build/html; no page holds an error output"
 
 browser-test: $(STAMP)
-	@$(PY) -m pytest tests/browser -v $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest tests/browser --ignore=tests/browser/test_lab.py -v $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make browser-test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# Chapter 06's live λ slider in a real JupyterLab (started with `make lab`) in headless chromium.
+lab-test: $(STAMP)
+	@$(PY) -m pytest tests/browser/test_lab.py -v -s $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make lab-test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
+	exit $$rc
+
+# JupyterLab on the repository, opening notebooks/. The widget manager (jupyterlab_widgets) and
+# plotly's FigureWidget (anywidget) come as prebuilt extensions of the installed packages, so
+# the widgets work offline; no news feed, update check or extension index is fetched (CI runs
+# as root, which JupyterLab refuses without --allow-root). LAB_ARGS adds options
+# (e.g. LAB_ARGS="--no-browser --port 8899").
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ContentsManager.preferred_dir=notebooks \
+	  --LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	  --LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 kernel: $(STAMP)
 	$(PY) -m ipykernel install --user --name nml --display-name "Python (nml)"

@@ -78,6 +78,7 @@ __all__ = [
     "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "figure_caption",
     "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
     "human_label",
+    "palette_color",
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
     "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
@@ -472,6 +473,11 @@ def _noise_percent(noise: pd.Series | np.ndarray) -> np.ndarray:
 
 def _color(i: int) -> str:
     return _PALETTE[i % len(_PALETTE)]
+
+
+def palette_color(i: int) -> str:
+    """The book's ``i``-th trace colour (cycled). Used by chapter 06_nmtune's live figure."""
+    return _color(i)
 
 
 # --------------------------------------------------------------------------------------------

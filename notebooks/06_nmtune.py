@@ -241,46 +241,29 @@ display(Markdown("Accuracy along the sweep (1 tuning seed, so differences below 
                  "may be noise):\n\n" + "\n".join(lines)))
 
 # %% [markdown]
-# ### Live: recompute NMTune at any λ (Jupyter only)
+# ### Live: recompute NMTune at any λ (JupyterLab)
 #
-# In a live Jupyter session, the slider below re-tunes NMTune at the chosen $\lambda$ on the
-# cached features of the clean and the `noise` model (first backbone, first ID task, one seed)
-# and prints the test accuracy and SVE; it computes only when moved, in seconds at the tiny
-# scale. On this static page there is no kernel behind it, so it does nothing here: use the
-# plotly slider of the λ explorer above.
+# **To go live:** run `make lab` in the repository (it starts JupyterLab from the project's
+# environment, widgets included, nothing fetched from the internet), open
+# `notebooks/06_nmtune.ipynb` and run it; the cell below then shows a λ slider above a figure.
+# Moving the slider redraws that figure in place: on the left the accuracy of each task and
+# noise level against λ, the stored curve with the chosen λ circled; on the right the singular
+# values of the tuned ID features $Z$ at the chosen λ (solid) against λ = 0, MLP tuning
+# (dotted). A λ the store already holds is replayed at once; one it lacks is tuned on the
+# cached features of the sweep's models (progress bars while it runs) and stored as ordinary
+# units, so every later run replays it. On this static page there is no kernel behind the
+# cell: it says so in one line.
 
 # %% tags=["hide-input"]
-import ipywidgets as widgets
-import pandas as pd
+from nml.chapters import chapter_grids
+from nml.live import lambda_explorer
 
-from nml.chapters import levels_with
-from nml.tune import tune_on_features
-
-live_out = widgets.Output()
-
-
-def live_nmtune(change):
-    """Tune NMTune at the slider's λ on the cached features; print accuracy and SVE."""
-    with live_out:
-        live_out.clear_output()
-        table = []
-        for nz in levels_with((0.0,), params.noise):
-            pcfg = pipe.pretrain_config(sweep_bb, nz, pipe.scale.pretrain_seeds[0])
-            feats = pipe.features(pcfg, spec_task)
-            cfg = pipe.tune_config("nmtune", seed=pipe.scale.tune_seeds[0], lam=change["new"])
-            result = tune_on_features(*feats["train"], feats["tests"], feats["num_classes"],
-                                      cfg, device=pipe.device, progress=False)
-            metrics = pd.DataFrame(result.metrics)
-            table.append({"noise": f"{nz:.0%}", "λ": f"{change['new']:.4g}", **{
-                m: round(float(metrics[metrics["metric"] == m]["value"].mean()), 3)
-                for m in ("accuracy", "f1", "sve")}})
-        display(pd.DataFrame(table))
-
-
-live_slider = widgets.FloatLogSlider(value=max(params.lam, 1e-4), base=10, min=-4, max=0,
-                                     step=0.25, description="λ", continuous_update=False)
-live_slider.observe(live_nmtune, names="value")
-display(widgets.VBox([live_slider, live_out]))
+explorer = lambda_explorer(
+    pipe, chapter_grids("06_nmtune", params, pipe.scale.name)[1],
+    notebook="notebooks/06_nmtune.ipynb", spec_task=spec_task, spec_set=spec_set,
+    lam=params.lam, compute=params.compute,
+    caption=plots.scale_caption(pipe.scale, sweep.rows[sweep.rows["metric"] == "accuracy"],
+                                extra=f"1 tuning seed; spectrum: {spec_task} / {spec_set}"))
 
 # %% [markdown]
 # ## NMTune on CLIP image features

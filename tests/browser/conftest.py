@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from book_env import HTML, SCREENSHOTS, skip_or_fail
+from book_env import HTML, SCREENSHOTS, skip_or_fail, start_chromium
 
 
 @pytest.fixture(scope="session")
@@ -45,14 +43,6 @@ def book_url(html_root: Path):
         server.server_close()
 
 
-def _find(names: list[str]) -> str | None:
-    for name in names:
-        path = shutil.which(name) or (name if os.path.isfile(name) else None)
-        if path:
-            return path
-    return None
-
-
 #: Chromium flags that cut the browser off the network, as a reader on a train: every host name
 #: fails to resolve (the book is served on the IP literal 127.0.0.1, which needs no lookup), and
 #: any proxy use goes to a closed port. A page that needs a CDN then visibly fails.
@@ -67,26 +57,7 @@ OFFLINE_ARGS = (
 def driver(tmp_path_factory):
     """Headless Debian chromium through Debian's chromedriver, with a fresh profile, offline
     (:data:`OFFLINE_ARGS`), logging the console and every network request."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium = _find(["chromium", "/usr/lib/chromium/chromium", "chromium-browser"])
-    chromedriver = _find(["chromedriver", "/usr/lib/chromium/chromedriver"])
-    if not chromium or not chromedriver:
-        skip_or_fail("chromium and chromedriver are needed for the browser test "
-                     "(Debian: apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-                *OFFLINE_ARGS):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    # Explicit driver path: selenium then never tries to download a driver.
-    browser = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    browser.set_page_load_timeout(120)
+    browser = start_chromium(tmp_path_factory.mktemp("chromium-profile"), *OFFLINE_ARGS)
     try:
         yield browser
     finally:
