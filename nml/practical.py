@@ -50,6 +50,7 @@ __all__ = [
     "TextEncoderSpec", "TEXT_ENCODERS", "load_text_encoder", "encode_texts",
     "TextConfig", "TextResult", "PracticalParams", "EXPERIMENT", "TEST_SETS",
     "text_features", "run_text_grid", "text_caption", "text_bars_figure", "method_gap",
+    "subset_indices",
 ]
 
 #: The result-store experiment of this chapter's units.
@@ -544,8 +545,9 @@ class TextConfig(Config):
         return TuneConfig.from_dict(values)
 
 
-def _subset_indices(n: int, limit: int | None, seed: int) -> torch.Tensor | None:
-    """A seeded subset of ``limit`` of ``n`` indices, sorted (None: keep everything)."""
+def subset_indices(n: int, limit: int | None, seed: int) -> torch.Tensor | None:
+    """A seeded subset of ``limit`` of ``n`` indices, sorted (None: keep everything).
+    Used for the capped text and image sets of chapter 07_practical_models."""
     if limit is None or limit >= n:
         return None
     keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 15485863))[:limit]
@@ -578,7 +580,7 @@ def text_features(cfg: TextConfig, *, root=None, device: str | None = None,
         def compute():
             nonlocal encoder
             data = load_texts(dataset, split, root=root)
-            keep = _subset_indices(len(data), limit, cfg.subset_seed)
+            keep = subset_indices(len(data), limit, cfg.subset_seed)
             if keep is not None:
                 data = data.subset(keep)
             if encoder is None:
