@@ -17,7 +17,13 @@ input resolution): with a reachable hub it loads timm's own hub weights of the s
 checkpoint (``tf_efficientnet_lite0.in1k``); offline the packaged weights are the fallback.
 ``source`` on the result says which ran; the chapter states it.
 
-Used by chapter 07_practical_models (through :func:`nml.practical.run_vision_grid`).
+:class:`VisionConfig`, :func:`vision_features` and :func:`run_vision_grid` run LP, MLP tuning
+and NMTune on its cached frozen features (CIFAR-10 and Caltech-101 ID, PACS photo -> art /
+cartoon / sketch OOD), stored under experiment ``practical`` with the helpers of the text grid
+(:func:`nml.practical.store_or_replay`, :func:`~nml.practical.frozen_spectrum_unit`,
+:func:`~nml.practical.tuned_unit`).
+
+Used by chapter 07_practical_models and ``python -m nml practical --vision``.
 """
 
 from __future__ import annotations
@@ -25,15 +31,19 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .config import Config, check_range
 from .errors import ConfigError
 from .models import Backbone
 
 __all__ = ["VisionModelSpec", "VISION_MODELS", "map_lite0_state_dict", "load_vision_model",
-           "packaged_state_dict", "ResizeTo", "VISION_TASKS", "VisionConfig", "vision_features"]
+           "packaged_state_dict", "ResizeTo", "VISION_TASKS", "VisionConfig", "vision_features",
+           "VisionResult", "run_vision_grid", "set_kind"]
 
 
 @dataclass(frozen=True)
@@ -220,11 +230,11 @@ def load_vision_model(name: str = "efficientnet_lite0", *, offline: bool | None 
 # Frozen features of the downstream image tasks
 # ============================================================================================
 
-#: The image tasks of the vision grid: nml.data task name -> (readable label, kind).
-VISION_TASKS: dict[str, tuple[str, str]] = {
-    "cifar10": ("CIFAR-10", "ID"),
-    "caltech101": ("Caltech-101", "ID"),
-    "pacs_photo": ("PACS photo -> art / cartoon / sketch", "OOD"),
+#: The image tasks of the vision grid: nml.data task name -> (readable label, kind, classes).
+VISION_TASKS: dict[str, tuple[str, str, int]] = {
+    "cifar10": ("CIFAR-10", "ID", 10),
+    "caltech101": ("Caltech-101", "ID", 101),
+    "pacs_photo": ("PACS photo -> art / cartoon / sketch", "OOD", 7),
 }
 
 
@@ -340,3 +350,147 @@ def vision_features(cfg: VisionConfig, task: str, *, root=None, loaded=None,
                                       backbone.input_std, progress=progress,
                                       desc=f"{VISION_TASKS[task][0]}: {name}")
     return out
+
+
+# ============================================================================================
+# The vision grid: LP / MLP / NMTune on the frozen model's features
+# ============================================================================================
+
+@dataclass
+class VisionResult:
+    """Every stored row of the vision grid, the singular values, and what captions need."""
+
+    rows: pd.DataFrame                 # index columns + test_set, fraction, lam, label_noise
+    spectra: dict                      # (task, method, seed, test_set) -> singular values
+    config: VisionConfig
+    info: dict                         # task -> the frozen unit's info (sizes, seconds, weights)
+    description: str = ""
+
+    @property
+    def weights(self) -> str:
+        """Which weights ran: ``timm-hub:...`` or ``package:...`` (from the stored units)."""
+        found = {i.get("weights") for i in self.info.values()}
+        return ", ".join(sorted(w for w in found if w)) or "unknown"
+
+
+def set_kind(task: str, test_set: str) -> str:
+    """``ID`` for an ID task's test set, ``OOD`` for another domain, ``train`` for train."""
+    if test_set == "train":
+        return "train"
+    return VISION_TASKS[task][1]
+
+
+def _describe(cfg: VisionConfig, info: dict) -> str:
+    def sizes(task):
+        s = info.get(task, {}).get("sizes", {})
+        tests = [f"{k} {v:,}" for k, v in s.items() if k != "train"]
+        return f"{VISION_TASKS[task][0]} (train {s.get('train', 0):,}; test " + \
+            ", ".join(tests) + ")"
+    caps = (f"train sets capped at a seeded {cfg.train_limit:,} images and test sets at "
+            f"{cfg.test_limit:,}" if cfg.train_limit or cfg.test_limit else "no caps")
+    return (f"frozen {cfg.model} ({cfg.spec.params_m:g} M parameters, ImageNet-1K, "
+            f"{', '.join(sorted({i.get('weights', '?') for i in info.values()}))} weights) at "
+            f"224 px; " + "; ".join(sizes(t) for t in cfg.tasks if t in info)
+            + f"; {caps}; LP / MLP / NMTune with the paper's settings (30 epochs, AdamW), "
+              f"{len(cfg.seeds)} tuning seeds")
+
+
+def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
+                    device: str | None = None, progress: bool = True, replay_only: bool = False,
+                    recompute: bool = False) -> VisionResult:
+    """Compute or replay every unit of the vision grid; one tidy table back.
+
+    Per task (experiment ``practical``, as the text grid of :mod:`nml.practical`): the spectrum
+    of the frozen features of every set (method ``frozen``), and one unit per method and tuning
+    seed (accuracy, macro-F1, SVE and LSVR of the features the classifier sees, per test set).
+    Rows carry ``backbone`` = the model, ``noise`` / ``pretrain_seed`` = None (ImageNet-1K's
+    noise is not controlled), ``task`` = the tuning task and ``test_set`` = ``test`` (ID) or
+    the PACS domain (OOD). The weights' source (timm hub or the package) is part of every
+    unit's key and recorded in the frozen unit's info. ``replay_only`` raises
+    :class:`~nml.experiments.MissingResult` for a unit that is not stored; nothing is loaded,
+    extracted or tuned when every unit is stored.
+    """
+    from .data import TASKS
+    from .practical import (frozen_spectrum_unit, resolve_device, store_or_replay,
+                            tuned_unit)
+    from .results import ResultStore
+
+    cfg = cfg or VisionConfig()
+    store = store if store is not None else ResultStore()
+    dev = resolve_device(device)
+    what = f"vision scale {cfg.scale!r}"
+    state: dict = {}
+
+    def loaded():
+        if "model" not in state:
+            state["model"] = load_vision_model(cfg.model)
+        return state["model"]
+
+    def source() -> str:
+        # Replay needs the key without loading anything: take the stored source when one is
+        # stored (the package's, offline), else what loading gives.
+        if "source" not in state:
+            for candidate in (f"package:{cfg.spec.package}=={cfg.spec.version}",
+                              f"timm-hub:{cfg.spec.timm_name}.{cfg.spec.hub_tag}"):
+                if all(store.get("practical", {"vision": cfg.data_key(t, candidate),
+                                                "analysis": "frozen_spectrum"}) is not None
+                       for t in cfg.tasks):
+                    state["source"] = candidate
+                    break
+            else:
+                if replay_only:
+                    raise _missing(f"no stored frozen-spectrum units of {cfg.model} for "
+                                   f"{cfg.tasks} ({what})")
+                state["source"] = loaded()[1]
+        return state["source"]
+
+    frames, spectra, info = [], {}, {}
+    jobs = [(t, "frozen", None) for t in cfg.tasks] + [
+        (t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds]
+    feats: dict = {}
+    for task, method, seed in tqdm(jobs, desc=f"vision units ({cfg.scale})",
+                                   disable=not progress, leave=False):
+        spec = TASKS[task]
+        base = {"scale": cfg.scale, "backbone": cfg.model, "noise": None,
+                "pretrain_seed": None, "task": task}
+        key = cfg.data_key(task, source())
+
+        def features(task=task):
+            if task not in feats:
+                feats[task] = vision_features(cfg, task, root=root, loaded=loaded(),
+                                              progress=progress)
+            return feats[task]
+
+        def checksum(spec=spec) -> str:
+            from .data import image_checksum
+            return f"{spec.dataset}:{image_checksum(spec.dataset, root)};model:{cfg.spec.identity}"
+
+        if method == "frozen":
+            def compute(task=task):
+                return frozen_spectrum_unit(
+                    features(task), base, {"weights": source(), "model": cfg.spec.identity},
+                    dev, checksum(), seconds_key="extract_seconds")
+            unit = store_or_replay(store, {"vision": key, "analysis": "frozen_spectrum"},
+                                   compute, replay_only=replay_only, recompute=recompute,
+                                   what=what)
+            info[task] = dict(unit.info)
+        else:
+            tcfg = cfg.tune_config(method, seed)
+
+            def compute(task=task, tcfg=tcfg):
+                f = features(task)
+                tests = [n for n in f if n != "train"]
+                return tuned_unit(f, tests, VISION_TASKS[task][2], tcfg, base, dev, checksum(),
+                                  progress=progress)
+            unit = store_or_replay(store, {"vision": key, "tune": tcfg.to_dict()}, compute,
+                                   replay_only=replay_only, recompute=recompute, what=what)
+        frames.append(unit.rows)
+        for test_set, s in unit.arrays.items():
+            spectra[(task, method, seed, test_set)] = np.asarray(s)
+    rows = pd.concat(frames, ignore_index=True)
+    return VisionResult(rows, spectra, cfg, info, _describe(cfg, info))
+
+
+def _missing(message: str):
+    from .experiments import MissingResult
+    return MissingResult(message)

