@@ -808,9 +808,11 @@ def text_caption(result: TextResult, *, extra: str | None = None) -> str:
 def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
                      test_sets=("test", "dev", "imdb"), error: str = "ci95",
                      title: str | None = None, y_title: str | None = None,
-                     caption: str | None = None):
+                     caption: str | None = None, labels: dict | None = None):
     """Bars of one metric per test set (x) and method (colour), mean over tuning seeds with
-    its ``error`` bar; hover gives mean, error and the number of seeds."""
+    its ``error`` bar; hover gives mean, error and the number of seeds. ``labels``: test set
+    -> axis label (default: the text sets' :data:`TEST_SETS` labels; the vision section of
+    chapter 07 passes its own)."""
     import html
 
     import plotly.graph_objects as go
@@ -820,7 +822,8 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
     df = rows[(rows["metric"] == metric) & rows["test_set"].isin(test_sets)]
     summary = plots.summarize_over_seeds(df, ["method", "test_set"], error=error)
     methods = [m for m in plots.METHOD_LABELS if m in set(summary["method"])]
-    labels = [TEST_SETS[t][2] for t in test_sets]
+    names = labels or {t: TEST_SETS[t][2] for t in test_sets}
+    labels = [names[t] for t in test_sets]
     fig = go.Figure()
     palette = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
     for i, method in enumerate(methods):
@@ -828,7 +831,7 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
         present = [t for t in test_sets if t in part.index]
         name = plots.METHOD_LABELS.get(method, method)
         fig.add_trace(go.Bar(
-            x=[TEST_SETS[t][2] for t in present], y=[part.loc[t, "mean"] for t in present],
+            x=[names[t] for t in present], y=[part.loc[t, "mean"] for t in present],
             name=name, marker_color=palette[i % len(palette)],
             error_y={"type": "data", "array": [part.loc[t, "err"] for t in present],
                      "visible": True},

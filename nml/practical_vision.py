@@ -365,6 +365,17 @@ class VisionResult:
     config: VisionConfig
     info: dict                         # task -> the frozen unit's info (sizes, seconds, weights)
     description: str = ""
+    unit_seconds: float = 0.0          # compute time of the stored units (tuning, spectra)
+
+    @property
+    def extract_seconds(self) -> float:
+        """Feature extraction time over every set of every task (as measured then)."""
+        return float(sum(sum(i.get("extract_seconds", {}).values()) for i in self.info.values()))
+
+    @property
+    def images(self) -> int:
+        """Images whose features were extracted, over every set of every task."""
+        return int(sum(sum(i.get("sizes", {}).values()) for i in self.info.values()))
 
     @property
     def weights(self) -> str:
@@ -444,7 +455,7 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
                 state["source"] = loaded()[1]
         return state["source"]
 
-    frames, spectra, info = [], {}, {}
+    frames, spectra, info, seconds = [], {}, {}, 0.0
     jobs = [(t, "frozen", None) for t in cfg.tasks] + [
         (t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds]
     feats: dict = {}
@@ -485,12 +496,45 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
             unit = store_or_replay(store, {"vision": key, "tune": tcfg.to_dict()}, compute,
                                    replay_only=replay_only, recompute=recompute, what=what)
         frames.append(unit.rows)
+        seconds += float(unit.provenance.get("seconds") or 0.0)
         for test_set, s in unit.arrays.items():
             spectra[(task, method, seed, test_set)] = np.asarray(s)
     rows = pd.concat(frames, ignore_index=True)
-    return VisionResult(rows, spectra, cfg, info, _describe(cfg, info))
+    return VisionResult(rows, spectra, cfg, info, _describe(cfg, info), seconds)
 
 
 def _missing(message: str):
     from .experiments import MissingResult
     return MissingResult(message)
+
+
+def vision_cells(rows: pd.DataFrame, metrics=("accuracy", "f1", "sve", "lsvr")
+                 ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The grid's rows of ``metrics`` keyed by one ``cell`` column per (task, test set), plus a
+    ``<task>:mean`` cell for each OOD task (the mean over its target domains per unit: one
+    value per method and seed, the paper's OOD average), and the cells' readable labels in
+    display order (ID tasks, then each OOD domain, then the OOD mean). Train-set rows are
+    left out. Used by chapter 07_practical_models."""
+    df = rows[rows["metric"].isin(metrics) & (rows["test_set"] != "train")].copy()
+    df["cell"] = df["task"].astype(str) + ":" + df["test_set"].astype(str)
+    ood = df[df["task"].map(lambda t: VISION_TASKS[t][1]) == "OOD"]
+    keys = ["task", "method", "seed", "metric"]
+    mean = (ood.assign(seed=ood["seed"].fillna(-1))
+            .groupby(keys, as_index=False)["value"].mean()
+            .assign(test_set="mean"))
+    mean["seed"] = mean["seed"].where(mean["seed"] >= 0, None)
+    mean["cell"] = mean["task"] + ":mean"
+    out = pd.concat([df, mean], ignore_index=True)
+    labels = {}
+    for kind in ("ID", "OOD"):
+        for task, (label, k, _) in VISION_TASKS.items():
+            if k != kind or task not in set(out["task"]):
+                continue
+            sets = [s for s in out.loc[out["task"] == task, "test_set"].unique() if s != "mean"]
+            for s in sorted(sets):
+                name = label.split(" ")[0] if kind == "ID" else \
+                    f"PACS {s.replace('_', ' ')}"
+                labels[f"{task}:{s}"] = f"{name} ({kind})"
+            if kind == "OOD":
+                labels[f"{task}:mean"] = f"PACS mean of {len(sets)} domains (OOD)"
+    return out, labels
