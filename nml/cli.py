@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recompute", action="store_true", help="ignore stored units")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--vision", action="store_true",
-                   help="the vision grid instead: EfficientNet-Lite0 on CIFAR-10, Caltech-101 "
-                        "and PACS")
+                   help="the vision grid instead: EfficientNet-Lite0 on CIFAR-10 and PACS "
+                        "(VisionConfig tasks: Caltech-101 too)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a TextConfig (VisionConfig with --vision) field, e.g. "
                         "ood_test_limit=1000 or epochs=30")

@@ -209,8 +209,12 @@ def load_vision_model(name: str = "efficientnet_lite0", *, offline: bool | None 
             model = None
     if model is None:
         model = timm.create_model(spec.timm_name, pretrained=False)
-        model.load_state_dict(map_lite0_state_dict(packaged_state_dict(name), model),
-                              strict=False)
+        result = model.load_state_dict(map_lite0_state_dict(packaged_state_dict(name), model),
+                                       strict=False)
+        left = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+        if left or result.unexpected_keys:
+            raise ConfigError(f"the mapped {spec.name} weights left {left[:3]} unset and "
+                              f"{result.unexpected_keys[:3]} unused")
         source = f"package:{spec.package}=={spec.version}"
     model = model.eval().to(memory_format=torch.channels_last)
     cfg = model.pretrained_cfg
@@ -241,7 +245,7 @@ VISION_TASKS: dict[str, tuple[str, str, int]] = {
 @dataclass(frozen=True)
 class VisionConfig(Config):
     """The vision grid: the frozen model, the tasks, the caps that keep the extraction within
-    about half an hour on a shared 2-core CPU (measured: chapter 07), the tuning runs.
+    about 40 minutes on a shared 2-core CPU (measured: chapter 07), the tuning runs.
 
     ``train_limit`` / ``test_limit`` cap every train set and every test set to a seeded
     subset (``subset_seed``); PACS trains on the seeded 70 % of photo (``split_seed``) and
@@ -251,7 +255,9 @@ class VisionConfig(Config):
 
     scale: str = "cpu"                     # row / caption label: cpu (the book) | tiny (tests)
     model: str = "efficientnet_lite0"      # VISION_MODELS
-    tasks: tuple[str, ...] = ("pacs_photo", "cifar10", "caltech101")
+    # Caltech-101 is supported (tasks=...) but not in the book's default: its ~4,000 more
+    # images at 224 px were beyond the CPU time of the run that made the stored units.
+    tasks: tuple[str, ...] = ("pacs_photo", "cifar10")
     train_limit: int | None = 3000         # images per train set (seeded subset)
     test_limit: int | None = 1000          # images per test set (seeded subset)
     subset_seed: int = 0

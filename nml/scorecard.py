@@ -816,10 +816,9 @@ _PRACTICAL_ROWS = ("Rows: experiment practical, black-box tuning on the frozen f
                    "released model (a cell per model and task): a sentence encoder tuned on "
                    "SST-2 train and tested on SST-2 test (ID; the SST-2 dev rows are not used) "
                    "and on IMDB test (OOD); an ImageNet-1K EfficientNet-Lite0 tuned on CIFAR-10 "
-                   "and Caltech-101 (ID, their test sets) and on PACS photo (OOD, the mean over "
-                   "art painting, cartoon and sketch). Pre-training noise is not controlled, so "
-                   "all of a model's rows "
-                   "form one noise level whatever their noise label (the paper's Tables 4-5 "
+                   "(and Caltech-101 when run; ID, their test sets) and on PACS photo (OOD, the "
+                   "mean over art painting, cartoon and sketch). Pre-training noise is not "
+                   "controlled, so all of a model's rows form one noise level whatever their noise label (the paper's Tables 4-5 "
                    "have no noise axis either); pairs are downstream seeds.")
 _BEST = "In Table 5, NMTune consistently achieves the best generalization performance"
 
@@ -935,7 +934,7 @@ NOT_RUN_CLAIMS: tuple[tuple[str, str, str], ...] = (
      "Sec. 7.1, Tables 3-4",
      "None of these five can be fetched on this project's offline machines; the "
      "practical-models chapter tunes a packaged ImageNet-1K EfficientNet-Lite0 (4.7 M "
-     "parameters) on CIFAR-10, Caltech-101 and PACS and a packaged sentence encoder on SST-2 / "
+     "parameters) on CIFAR-10 and PACS and a packaged sentence encoder on SST-2 / "
      "IMDB instead (claims P1-P4 per model)."),
 )
 
