@@ -86,7 +86,7 @@ def cached_features(key_payload: dict, compute, *, cache_root: str | Path | None
 def cached_extraction(key_payload: dict, backbone, load_images, mean, std, *,
                       chunk_size: int = 256, batch_size: int = 64,
                       cache_root: str | Path | None = None, progress: bool = True,
-                      desc: str = "features") -> dict[str, torch.Tensor]:
+                      desc: str = "features", reverse: bool = False) -> dict[str, torch.Tensor]:
     """Frozen features of a long image set, cached under ``key_payload`` and resumable.
 
     ``load_images()`` gives ``(uint8 images N x 3 x H x W, labels)``; it is called only when the
@@ -95,7 +95,9 @@ def cached_extraction(key_payload: dict, backbone, load_images, mean, std, *,
     a run killed midway resumes at the first missing chunk. When all chunks exist they are
     joined into one cached file (``x``, ``y`` and ``seconds``, the extraction time summed over
     the chunks, so the rate survives a resume) and the chunks are deleted. A
-    tqdm bar counts images and shows the rate.
+    tqdm bar counts images and shows the rate. Several processes may share one extraction:
+    each skips the chunks already written, and one started with ``reverse=True`` works from
+    the last chunk backwards.
     """
     path = _cache_path(key_payload, cache_root)
     if path.exists():
@@ -106,7 +108,7 @@ def cached_extraction(key_payload: dict, backbone, load_images, mean, std, *,
     n = len(images)
     starts = list(range(0, n, chunk_size))
     with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
-        for start in starts:
+        for start in (starts[::-1] if reverse else starts):
             part = parts / f"{start:08d}-{chunk_size}.pt"
             if part.exists():
                 bar.update(min(chunk_size, n - start))
@@ -117,8 +119,13 @@ def cached_extraction(key_payload: dict, backbone, load_images, mean, std, *,
             _save(part, {"x": x, "seconds": torch.tensor(time.perf_counter() - began,
                                                          dtype=torch.float64)})
             bar.update(len(x))
-    chunks = [torch.load(parts / f"{s:08d}-{chunk_size}.pt", map_location="cpu",
-                         weights_only=True) for s in starts]
+    try:
+        chunks = [torch.load(parts / f"{s:08d}-{chunk_size}.pt", map_location="cpu",
+                             weights_only=True) for s in starts]
+    except FileNotFoundError:
+        if path.exists():   # another process sharing the work joined the chunks first
+            return torch.load(path, map_location="cpu", weights_only=True)
+        raise
     tensors = {"x": torch.cat([c["x"] for c in chunks]), "y": torch.as_tensor(labels),
                "seconds": torch.stack([c["seconds"] for c in chunks]).sum()}
     _save(path, tensors)

