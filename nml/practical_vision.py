@@ -380,6 +380,7 @@ class VisionResult:
     info: dict                         # task -> the frozen unit's info (sizes, seconds, weights)
     description: str = ""
     unit_seconds: float = 0.0          # compute time of the stored units (tuning, spectra)
+    missing_tasks: tuple = ()          # tasks left out because their units are not all stored
 
     @property
     def extract_seconds(self) -> float:
@@ -415,7 +416,7 @@ def _describe(cfg: VisionConfig, info: dict) -> str:
 
 def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
                     device: str | None = None, progress: bool = True, replay_only: bool = False,
-                    recompute: bool = False) -> VisionResult:
+                    recompute: bool = False, skip_incomplete: bool = False) -> VisionResult:
     """Compute or replay every unit of the vision grid; one tidy table back.
 
     Per task (experiment ``practical``, as the text grid of :mod:`nml.practical`): the spectrum
@@ -426,7 +427,10 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
     the PACS domain (OOD). The weights' source (timm hub or the package) is part of every
     unit's key and recorded in the frozen unit's info. ``replay_only`` raises
     :class:`~nml.experiments.MissingResult` for a unit that is not stored; nothing is loaded,
-    extracted or tuned when every unit is stored. Used by chapter 07_practical_models.
+    extracted or tuned when every unit is stored. With ``replay_only`` and
+    ``skip_incomplete``, a task whose units are not all stored is left out and named in
+    ``missing_tasks`` (the chapter replays what an hour-long CPU run has stored so far). Used
+    by chapter 07_practical_models.
     """
     from .data import TASKS
     from .practical import (frozen_spectrum_unit, resolve_device, store_or_replay,
@@ -450,7 +454,7 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
         if "source" not in state:
             for candidate in (f"package:{cfg.spec.package}=={cfg.spec.version}",
                               f"timm-hub:{cfg.spec.timm_name}.{cfg.spec.hub_tag}"):
-                if all(store.get("practical", {"vision": cfg.data_key(t, candidate),
+                if any(store.get("practical", {"vision": cfg.data_key(t, candidate),
                                                 "analysis": "frozen_spectrum"}) is not None
                        for t in cfg.tasks):
                     state["source"] = candidate
@@ -462,9 +466,23 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
                 state["source"] = loaded()[1]
         return state["source"]
 
+    def configs(task):
+        key = cfg.data_key(task, source())
+        return [{"vision": key, "analysis": "frozen_spectrum"}] + [
+            {"vision": key, "tune": cfg.tune_config(m, s).to_dict()}
+            for m in cfg.methods for s in cfg.seeds]
+
+    tasks = cfg.tasks
+    missing = ()
+    if replay_only and skip_incomplete:
+        missing = tuple(t for t in cfg.tasks
+                        if any(store.get("practical", c) is None for c in configs(t)))
+        tasks = tuple(t for t in cfg.tasks if t not in missing)
+        if not tasks:
+            raise _missing(f"no task of {cfg.tasks} has all its units stored ({what})")
     frames, spectra, info, seconds = [], {}, {}, 0.0
-    jobs = [(t, "frozen", None) for t in cfg.tasks] + [
-        (t, m, s) for t in cfg.tasks for m in cfg.methods for s in cfg.seeds]
+    jobs = [(t, "frozen", None) for t in tasks] + [
+        (t, m, s) for t in tasks for m in cfg.methods for s in cfg.seeds]
     feats: dict = {}
     for task, method, seed in tqdm(jobs, desc=f"vision units ({cfg.scale})",
                                    disable=not progress, leave=False):
@@ -507,7 +525,7 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
         for test_set, s in unit.arrays.items():
             spectra[(task, method, seed, test_set)] = np.asarray(s)
     rows = pd.concat(frames, ignore_index=True)
-    return VisionResult(rows, spectra, cfg, info, _describe(cfg, info), seconds)
+    return VisionResult(rows, spectra, cfg, info, _describe(cfg, info), seconds, missing)
 
 
 def _missing(message: str):
