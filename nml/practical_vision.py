@@ -338,7 +338,7 @@ def vision_features(cfg: VisionConfig, task: str, *, root=None, loaded=None,
     spec = TASKS[task]
     names = ["train"] + ([d for d in DOMAINS[spec.dataset] if d != spec.train_domain]
                          if spec.train_domain else ["test"])
-    sets: dict = {}
+    decoded: dict = {}
     out = {}
     for name in names:
         if sets is not None and name not in sets:
@@ -352,9 +352,9 @@ def vision_features(cfg: VisionConfig, task: str, *, root=None, loaded=None,
                    "data_sha256": image_checksum(spec.dataset, root)}
 
         def load(name=name, limit=limit):
-            if not sets:
-                sets.update(_task_sets(task, root, cfg.split_seed))
-            data = sets[name]
+            if not decoded:
+                decoded.update(_task_sets(task, root, cfg.split_seed))
+            data = decoded[name]
             keep = subset_indices(len(data), limit, cfg.subset_seed)
             if keep is not None:
                 data = data.subset(keep)
