@@ -305,74 +305,81 @@ try:  # replay only: the extraction and tuning take about an hour on this book's
         practical_vision.VisionConfig(lam=params.lam), progress=False, replay_only=True,
         skip_incomplete=True)
 except MissingResult as missing:
-    raise ConfigError(f"{missing}; compute it with `python -m nml practical --vision` (it needs "
-                      f"$NML_DATA with the cifar10 and pacs tarballs)") from None
-display(Markdown(
-    f"**Vision scale:** {vision.description}. **Weights that ran:** `{vision.weights}`."
-    + (f" **Not shown:** {', '.join(vision.missing_tasks)}, whose units are not all stored "
-       f"yet (`python -m nml practical --vision` computes them)."
-       if vision.missing_tasks else "")))
-cells, cell_labels = practical_vision.vision_cells(vision.rows)
+    vision = None
+    display(Markdown(f"*No stored EfficientNet-Lite0 results to replay ({missing}); compute "
+                     f"them with `python -m nml practical --vision` (it needs $NML_DATA with the "
+                     f"cifar10 and pacs tarballs).*"))
+if vision is not None:
+    display(Markdown(
+        f"**Vision scale:** {vision.description}. **Weights that ran:** `{vision.weights}`."
+        + (f" **Not shown:** {', '.join(vision.missing_tasks)}, whose units are not all "
+           f"stored yet (`python -m nml practical --vision` computes them)."
+           if vision.missing_tasks else "")))
+    cells, cell_labels = practical_vision.vision_cells(vision.rows)
 
 # %%
-fig = practical.text_bars_figure(
-    cells.assign(test_set=cells["cell"]), metric="accuracy", test_sets=list(cell_labels),
-    labels=cell_labels, y_title="accuracy (%)",
-    title="Figure 7.3: LP vs MLP tuning vs NMTune on frozen ImageNet-1K EfficientNet-Lite0 "
-          "features",
-    caption=f"{vision.description} · NMTune λ = {vision.config.lam:g}")
-plots.show(fig)
+if vision is not None:
+    fig = practical.text_bars_figure(
+        cells.assign(test_set=cells["cell"]), metric="accuracy", test_sets=list(cell_labels),
+        labels=cell_labels, y_title="accuracy (%)",
+        title="Figure 7.3: LP vs MLP tuning vs NMTune on frozen ImageNet-1K EfficientNet-Lite0 "
+              "features",
+        caption=f"{vision.description} · NMTune λ = {vision.config.lam:g}")
+    plots.show(fig)
 
 # %%
-tuned = cells[cells["metric"].isin(["accuracy", "f1"]) & (cells["method"] != "frozen")]
-vision_table = plots.mean_ci_table(
-    tuned.assign(test_set=tuned["cell"].map(cell_labels),
-                 method=tuned["method"].map(plots.METHOD_LABELS)),
-    ["method"], ["test_set", "metric"])
-order = list(cell_labels.values())
-vision_table = vision_table[sorted(vision_table.columns,
-                                   key=lambda c: (order.index(c[0]), c[1:]))]
-display(vision_table.style.set_caption(
-    "Table 7.4: accuracy and macro-F1 (%) of EfficientNet-Lite0 under black-box tuning, mean ± "
-    f"95% interval half-width over {len(vision.config.seeds)} tuning seeds (the layout of the "
-    f"paper's Table 4; the OOD mean averages the three PACS domains per run); "
-    f"{vision.description}"))
+if vision is not None:
+    tuned = cells[cells["metric"].isin(["accuracy", "f1"]) & (cells["method"] != "frozen")]
+    vision_table = plots.mean_ci_table(
+        tuned.assign(test_set=tuned["cell"].map(cell_labels),
+                     method=tuned["method"].map(plots.METHOD_LABELS)),
+        ["method"], ["test_set", "metric"])
+    order = list(cell_labels.values())
+    vision_table = vision_table[sorted(vision_table.columns,
+                                       key=lambda c: (order.index(c[0]), c[1:]))]
+    display(vision_table.style.set_caption(
+        "Table 7.4: accuracy and macro-F1 (%) of EfficientNet-Lite0 under black-box tuning, "
+        "mean ± "
+        f"95% interval half-width over {len(vision.config.seeds)} tuning seeds (the layout of the "
+        f"paper's Table 4; the OOD mean averages the three PACS domains per run); "
+        f"{vision.description}"))
 
 
 # %%
-def vision_gap(cell, method, baseline):
-    g = practical.method_gap(cells.assign(test_set=cells["cell"]), metric="accuracy",
-                             test_set=cell, method=method, baseline=baseline)
-    sure = g["lo"] > 0 or g["hi"] < 0
-    return g, (f"{g['diff']:+.2f} points [{g['lo']:+.2f}, {g['hi']:+.2f}]"
-               + ("" if sure else " (the interval includes 0)"))
+if vision is not None:
+    def vision_gap(cell, method, baseline):
+        g = practical.method_gap(cells.assign(test_set=cells["cell"]), metric="accuracy",
+                                 test_set=cell, method=method, baseline=baseline)
+        sure = g["lo"] > 0 or g["hi"] < 0
+        return g, (f"{g['diff']:+.2f} points [{g['lo']:+.2f}, {g['hi']:+.2f}]"
+                   + ("" if sure else " (the interval includes 0)"))
 
 
-headline_cells = [c for c in cell_labels if c.endswith(":test") or c.endswith(":mean")]
-lines, signs = [], {}
-for cell in headline_cells:
-    g_lp, t_lp = vision_gap(cell, "nmtune", "lp")
-    g_mlp, t_mlp = vision_gap(cell, "nmtune", "mlp")
-    _, t_mlp_lp = vision_gap(cell, "mlp", "lp")
-    signs[cell] = (g_lp, g_mlp)
-    lines.append(f"- **{cell_labels[cell]}:** NMTune minus LP {t_lp}; NMTune minus MLP tuning "
-                 f"{t_mlp}; MLP tuning minus LP {t_mlp_lp}.")
+    headline_cells = [c for c in cell_labels if c.endswith(":test") or c.endswith(":mean")]
+    lines, signs = [], {}
+    for cell in headline_cells:
+        g_lp, t_lp = vision_gap(cell, "nmtune", "lp")
+        g_mlp, t_mlp = vision_gap(cell, "nmtune", "mlp")
+        _, t_mlp_lp = vision_gap(cell, "mlp", "lp")
+        signs[cell] = (g_lp, g_mlp)
+        lines.append(f"- **{cell_labels[cell]}:** NMTune minus LP {t_lp}; NMTune minus MLP tuning "
+                     f"{t_mlp}; MLP tuning minus LP {t_mlp_lp}.")
 
 
-def said(g):
-    return "ahead" if g["lo"] > 0 else "behind" if g["hi"] < 0 else "not separable"
+    def said(g):
+        return "ahead" if g["lo"] > 0 else "behind" if g["hi"] < 0 else "not separable"
 
 
-verdict = "; ".join(
-    f"{cell_labels[c]}: NMTune vs LP {said(a)}, vs MLP tuning {said(b)}"
-    for c, (a, b) in signs.items())
-display(Markdown(
-    "Differences of mean accuracy with Welch 95% intervals over the tuning seeds (the paper's "
-    "claim, Sec. 7.1: NMTune ahead of LP and of MLP tuning on both ID and OOD tasks):\n\n"
-    + "\n".join(lines) + f"\n\n**Verdict** (only what the intervals show): {verdict}. "
-    "'Not separable' means three tuning seeds cannot tell the two methods apart at this "
-    "scale; it is no evidence of equality. The spread is over tuning seeds only (one frozen "
-    "model, one draw of the capped subsets)."))
+    verdict = "; ".join(
+        f"{cell_labels[c]}: NMTune vs LP {said(a)}, vs MLP tuning {said(b)}"
+        for c, (a, b) in signs.items())
+    display(Markdown(
+        "Differences of mean accuracy with Welch 95% intervals over the tuning seeds (the paper's "
+        "claim, Sec. 7.1: NMTune ahead of LP and of MLP tuning on both ID and OOD tasks):\n\n"
+        + "\n".join(lines) + f"\n\n**Verdict** (only what the intervals show): {verdict}. "
+        "'Not separable' means three tuning seeds cannot tell the two methods apart at this "
+        "scale; it is no evidence of equality. The spread is over tuning seeds only (one frozen "
+        "model, one draw of the capped subsets)."))
 
 # %% [markdown]
 # ### The spectrum of EfficientNet-Lite0's features
@@ -382,61 +389,66 @@ display(Markdown(
 # the normalised singular values $p_i = s_i / \sum_j s_j$ of F and Z.
 
 # %%
-VNAMES = {"frozen": "frozen F (LP's input)", "mlp": "MLP tuning Z", "nmtune": "NMTune Z"}
-vspec = cells[cells["metric"].isin(["sve", "lsvr"]) & cells["method"].isin(list(VNAMES))
-              & cells["cell"].isin(headline_cells)]
-vspec_table = plots.mean_ci_table(
-    vspec.assign(test_set=vspec["cell"].map(cell_labels), method=vspec["method"].map(VNAMES)),
-    ["method"], ["test_set", "metric"], digits=3)
-vspec_table = vspec_table.loc[[n for n in VNAMES.values() if n in vspec_table.index]]
-vspec_table = vspec_table[sorted(vspec_table.columns,
-                                 key=lambda c: (order.index(c[0]), c[1:]))]
-display(vspec_table.style.set_caption(
-    "Table 7.5: SVE (higher: flatter spectrum) and LSVR (lower: larger share of s1) of "
-    "EfficientNet-Lite0's frozen features F and of the tuned features Z; F is one deterministic "
-    f"matrix, Z mean ± 95% interval over {len(vision.config.seeds)} seeds; {vision.description}"))
+if vision is not None:
+    VNAMES = {"frozen": "frozen F (LP's input)", "mlp": "MLP tuning Z", "nmtune": "NMTune Z"}
+    vspec = cells[cells["metric"].isin(["sve", "lsvr"]) & cells["method"].isin(list(VNAMES))
+                  & cells["cell"].isin(headline_cells)]
+    vspec_table = plots.mean_ci_table(
+        vspec.assign(test_set=vspec["cell"].map(cell_labels), method=vspec["method"].map(VNAMES)),
+        ["method"], ["test_set", "metric"], digits=3)
+    vspec_table = vspec_table.loc[[n for n in VNAMES.values() if n in vspec_table.index]]
+    vspec_table = vspec_table[sorted(vspec_table.columns,
+                                     key=lambda c: (order.index(c[0]), c[1:]))]
+    display(vspec_table.style.set_caption(
+        "Table 7.5: SVE (higher: flatter spectrum) and LSVR (lower: larger share of s1) of "
+        "EfficientNet-Lite0's frozen features F and of the tuned features Z; F is one "
+        f"deterministic matrix, Z mean ± 95% interval over {len(vision.config.seeds)} seeds; "
+        f"{vision.description}"))
 
 # %%
-seed0 = min(vision.config.seeds)
-ood_task = next((t for t in vision.info if practical_vision.VISION_TASKS[t][1] == "OOD"), None)
-id_task = next((t for t in vision.info if practical_vision.VISION_TASKS[t][1] == "ID"), None)
-vshown = {}
-if id_task:
-    vshown[f"{practical_vision.VISION_TASKS[id_task][0]} test (ID), frozen F"] = \
-        vision.spectra[(id_task, "frozen", None, "test")]
-if ood_task:
-    vshown["PACS sketch (OOD), frozen F"] = vision.spectra[(ood_task, "frozen", None, "sketch")]
-    for method in ("mlp", "nmtune"):
-        key = (ood_task, method, seed0, "sketch")
-        if key in vision.spectra:
-            vshown[f"PACS sketch (OOD), {plots.METHOD_LABELS[method]} Z"] = vision.spectra[key]
-vnorm = {name: s / s.sum() for name, s in vshown.items()}
-vzeros = {name: int((p <= TINY).sum()) for name, p in vnorm.items()}
-vdropped = ", ".join(f"{name}: {n}" for name, n in vzeros.items() if n)
-fig = plots.spectrum_figure(
-    {name: p[p > TINY] for name, p in vnorm.items()},
-    title="Figure 7.4: normalised singular values p_i = s_i / Σ s_j of EfficientNet-Lite0's "
-          "features",
-    caption=f"{vision.description} · tuned Z: tuning seed {seed0}" + (
-        f" · numerically zero values (p_i < {TINY:g}) left out: {vdropped}" if vdropped else ""))
-plots.show(fig)
+if vision is not None:
+    seed0 = min(vision.config.seeds)
+    ood_task = next((t for t in vision.info if practical_vision.VISION_TASKS[t][1] == "OOD"), None)
+    id_task = next((t for t in vision.info if practical_vision.VISION_TASKS[t][1] == "ID"), None)
+    vshown = {}
+    if id_task:
+        vshown[f"{practical_vision.VISION_TASKS[id_task][0]} test (ID), frozen F"] = \
+            vision.spectra[(id_task, "frozen", None, "test")]
+    if ood_task:
+        vshown["PACS sketch (OOD), frozen F"] = vision.spectra[(ood_task, "frozen", None, "sketch")]
+        for method in ("mlp", "nmtune"):
+            key = (ood_task, method, seed0, "sketch")
+            if key in vision.spectra:
+                vshown[f"PACS sketch (OOD), {plots.METHOD_LABELS[method]} Z"] = vision.spectra[key]
+    vnorm = {name: s / s.sum() for name, s in vshown.items()}
+    vzeros = {name: int((p <= TINY).sum()) for name, p in vnorm.items()}
+    vdropped = ", ".join(f"{name}: {n}" for name, n in vzeros.items() if n)
+    fig = plots.spectrum_figure(
+        {name: p[p > TINY] for name, p in vnorm.items()},
+        title="Figure 7.4: normalised singular values p_i = s_i / Σ s_j of EfficientNet-Lite0's "
+              "features",
+        caption=f"{vision.description} · tuned Z: tuning seed {seed0}" + (
+            f" · numerically zero values (p_i < {TINY:g}) left out: {vdropped}"
+            if vdropped else ""))
+    plots.show(fig)
 
 # %%
-vsizes = {t: i.get("sizes", {}) for t, i in vision.info.items()}
-vsecs = {t: i.get("extract_seconds", {}) for t, i in vision.info.items()}
-vload = [i.get("loadavg") for i in vision.info.values() if i.get("loadavg")]
-per_set = "; ".join(
-    f"{practical_vision.VISION_TASKS[t][0]} {name}: {n:,} images in {vsecs[t][name]:.0f} s "
-    f"({n / vsecs[t][name]:.1f} images/s)"
-    for t in vsizes for name, n in vsizes[t].items() if vsecs[t].get(name))
-display(Markdown(
-    f"**Cost** (measured when the units were computed, on this book's CPU shared with other "
-    f"jobs; 1-minute load average then: "
-    + (", ".join(f"{l[0]:.1f}" for l in vload) if vload else "not recorded")
-    + f"): feature extraction of {vision.images:,} images at 224 px took "
-    f"{vision.extract_seconds / 60:.1f} min ({vision.images / vision.extract_seconds:.1f} "
-    f"images/s); the tuning runs and spectra {vision.unit_seconds / 60:.1f} min. Per set: "
-    f"{per_set}. Replaying the stored units, as this page does, takes seconds."))
+if vision is not None:
+    vsizes = {t: i.get("sizes", {}) for t, i in vision.info.items()}
+    vsecs = {t: i.get("extract_seconds", {}) for t, i in vision.info.items()}
+    vload = [i.get("loadavg") for i in vision.info.values() if i.get("loadavg")]
+    per_set = "; ".join(
+        f"{practical_vision.VISION_TASKS[t][0]} {name}: {n:,} images in {vsecs[t][name]:.0f} s "
+        f"({n / vsecs[t][name]:.1f} images/s)"
+        for t in vsizes for name, n in vsizes[t].items() if vsecs[t].get(name))
+    display(Markdown(
+        f"**Cost** (measured when the units were computed, on this book's CPU shared with other "
+        f"jobs; 1-minute load average then: "
+        + (", ".join(f"{l[0]:.1f}" for l in vload) if vload else "not recorded")
+        + f"): feature extraction of {vision.images:,} images at 224 px took "
+        f"{vision.extract_seconds / 60:.1f} min ({vision.images / vision.extract_seconds:.1f} "
+        f"images/s); the tuning runs and spectra {vision.unit_seconds / 60:.1f} min. Per set: "
+        f"{per_set}. Replaying the stored units, as this page does, takes seconds."))
 
 # %% [markdown]
 # **What differs from the paper's Table 4.** One ImageNet-1K model of 4.65 M parameters instead
