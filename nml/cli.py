@@ -129,10 +129,17 @@ def _cmd_practical(args) -> None:
                               "resolves_offline": resolves_offline(entry),
                               "code": loading_code(entry)}))
         return
-    cfg = TextConfig.from_dict(parse_overrides(args.set))
-    result = run_text_grid(cfg, store=ResultStore(args.results), root=args.data_root,
-                           device=args.device, progress=not args.quiet,
-                           recompute=args.recompute)
+    if args.vision:
+        from .practical_vision import VisionConfig, run_vision_grid
+        result = run_vision_grid(VisionConfig.from_dict(parse_overrides(args.set)),
+                                 store=ResultStore(args.results), root=args.data_root,
+                                 device=args.device, progress=not args.quiet,
+                                 recompute=args.recompute)
+    else:
+        result = run_text_grid(TextConfig.from_dict(parse_overrides(args.set)),
+                               store=ResultStore(args.results), root=args.data_root,
+                               device=args.device, progress=not args.quiet,
+                               recompute=args.recompute)
     for line in _cli_summary(result):
         print(json.dumps(line))
     print(f"# {result.description}", file=sys.stderr)
@@ -243,8 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.add_argument("--recompute", action="store_true", help="ignore stored units")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--vision", action="store_true",
+                   help="the vision grid instead: EfficientNet-Lite0 on CIFAR-10 and PACS "
+                        "(VisionConfig tasks: Caltech-101 too)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="a TextConfig field, e.g. ood_test_limit=1000 or epochs=30")
+                   help="a TextConfig (VisionConfig with --vision) field, e.g. "
+                        "ood_test_limit=1000 or epochs=30")
     p.set_defaults(func=_cmd_practical)
 
     p = sub.add_parser("bench", help="benchmarks measured side by side in one run")

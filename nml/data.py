@@ -84,8 +84,9 @@ __all__ = [
     "ImageData", "Task", "TaskSpec", "DATASETS", "TASKS", "chance_accuracy", "TORCHVISION_DATASETS", "DOMAINS",
     "SYNTHETIC_WORLD_SEED", "SYNTHETIC_VERSION", "synthetic_version", "CHANNEL_STATS", "data_root",
     "cache_dir", "load_images", "load_task",
-    "to_float", "augment", "augment_resized_crop", "channel_stats", "make_synthetic", "seeded_split", "file_sha256",
-    "TextData", "TEXT_DATASETS", "TEXT_CLASSES", "load_texts", "text_checksum",
+    "to_float", "augment", "augment_resized_crop", "channel_stats", "make_synthetic", "seeded_split",
+    "file_sha256", "TextData", "TEXT_DATASETS", "TEXT_CLASSES", "load_texts", "text_checksum",
+    "image_checksum",
 ]
 
 DATASETS: tuple[str, ...] = (
@@ -1251,6 +1252,15 @@ def text_checksum(name: str, root: str | os.PathLike | None = None) -> str:
     """The verified SHA256 of a text tarball (provenance and feature-cache keys)."""
     if name not in TEXT_DATASETS:
         raise DataError(f"unknown text dataset {name!r}; known: {', '.join(TEXT_DATASETS)}")
+    return _verified_tarball(name, data_root(root))[1]
+
+
+def image_checksum(name: str, root: str | os.PathLike | None = None) -> str:
+    """The verified SHA256 of an image tarball (feature-cache keys of chapter
+    07_practical_models)."""
+    if name not in _TARBALL_DATASETS:
+        raise DataError(f"dataset {name!r} is not an image tarball; known: "
+                        f"{', '.join(_TARBALL_DATASETS)}")
     return _verified_tarball(name, data_root(root))[1]
 
 

@@ -6,21 +6,28 @@ repeats the same work 30 times. Here a feature matrix is computed once, saved in
 folder (``$NML_CACHE/features``, never committed) under a key made from the pre-training
 config, the dataset and the extraction settings, and reloaded afterwards.
 
-Used by chapters 02_linear_probe, 03_feature_spectrum, 06_nmtune, 08-11.
+Long extractions (a released model at 224 px on a CPU, chapter 07_practical_models) go
+through :func:`cached_extraction`: the features are written chunk by chunk, so an interrupted
+run resumes where it stopped, with a progress bar and the images per second it measured.
+
+Used by chapters 02_linear_probe, 03_feature_spectrum, 06_nmtune, 07_practical_models, 08-11.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
+import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .config import config_hash
 from .errors import ConfigError
 from .results import atomic_write_bytes, default_cache_root
 
-__all__ = ["extract_features", "cached_features"]
+__all__ = ["extract_features", "cached_features", "cached_extraction"]
 
 
 @torch.no_grad()
@@ -59,18 +66,76 @@ def extract_features(backbone, images: torch.Tensor, mean, std, *, batch_size: i
     return torch.cat(chunks) if chunks else torch.empty(0, backbone.feature_dim)
 
 
+def _cache_path(key_payload: dict, cache_root: str | Path | None) -> Path:
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    return root / "features" / f"{config_hash(key_payload)}.pt"
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    buf = io.BytesIO()
+    torch.save({k: v.contiguous() for k, v in tensors.items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def cached_features(key_payload: dict, compute, *, cache_root: str | Path | None = None
                     ) -> dict[str, torch.Tensor]:
     """Load the tensors cached under ``key_payload``, or compute them once and save them.
 
     ``compute()`` returns a dict of tensors; the file is written atomically.
     """
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
-    path = root / "features" / f"{config_hash(key_payload)}.pt"
+    path = _cache_path(key_payload, cache_root)
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
     tensors = compute()
-    buf = io.BytesIO()
-    torch.save({k: v.contiguous() for k, v in tensors.items()}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(path, tensors)
+    return tensors
+
+
+def cached_extraction(key_payload: dict, backbone, load_images, mean, std, *,
+                      chunk_size: int = 256, batch_size: int = 64,
+                      cache_root: str | Path | None = None, progress: bool = True,
+                      desc: str = "features", reverse: bool = False) -> dict[str, torch.Tensor]:
+    """Frozen features of a long image set, cached under ``key_payload`` and resumable.
+
+    ``load_images()`` gives ``(uint8 images N x 3 x H x W, labels)``; it is called only when the
+    features are not cached yet. The features are computed ``chunk_size`` images at a time
+    (:func:`extract_features`) and each chunk is written atomically beside the final file, so
+    a run killed midway resumes at the first missing chunk. When all chunks exist they are
+    joined into one cached file (``x``, ``y`` and ``seconds``, the extraction time summed over
+    the chunks, so the rate survives a resume) and the chunks are deleted. A
+    tqdm bar counts images and shows the rate. Several processes may share one extraction:
+    each skips the chunks already written, and one started with ``reverse=True`` works from
+    the last chunk backwards.
+    """
+    path = _cache_path(key_payload, cache_root)
+    if path.exists():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    images, labels = load_images()
+    parts = path.with_suffix(".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    n = len(images)
+    starts = list(range(0, n, chunk_size))
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for start in (starts[::-1] if reverse else starts):
+            part = parts / f"{start:08d}-{chunk_size}.pt"
+            if part.exists():
+                bar.update(min(chunk_size, n - start))
+                continue
+            began = time.perf_counter()
+            x = extract_features(backbone, images[start:start + chunk_size], mean, std,
+                                 batch_size=batch_size)
+            _save(part, {"x": x, "seconds": torch.tensor(time.perf_counter() - began,
+                                                         dtype=torch.float64)})
+            bar.update(len(x))
+    try:
+        chunks = [torch.load(parts / f"{s:08d}-{chunk_size}.pt", map_location="cpu",
+                             weights_only=True) for s in starts]
+    except FileNotFoundError:
+        if path.exists():   # another process sharing the work joined the chunks first
+            return torch.load(path, map_location="cpu", weights_only=True)
+        raise
+    tensors = {"x": torch.cat([c["x"] for c in chunks]), "y": torch.as_tensor(labels),
+               "seconds": torch.stack([c["seconds"] for c in chunks]).sum()}
+    _save(path, tensors)
+    shutil.rmtree(parts, ignore_errors=True)
     return tensors

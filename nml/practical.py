@@ -50,6 +50,7 @@ __all__ = [
     "TextEncoderSpec", "TEXT_ENCODERS", "load_text_encoder", "encode_texts",
     "TextConfig", "TextResult", "PracticalParams", "EXPERIMENT", "TEST_SETS",
     "text_features", "run_text_grid", "text_caption", "text_bars_figure", "method_gap",
+    "subset_indices", "resolve_device", "store_or_replay", "frozen_spectrum_unit", "tuned_unit",
 ]
 
 #: The result-store experiment of this chapter's units.
@@ -544,8 +545,9 @@ class TextConfig(Config):
         return TuneConfig.from_dict(values)
 
 
-def _subset_indices(n: int, limit: int | None, seed: int) -> torch.Tensor | None:
-    """A seeded subset of ``limit`` of ``n`` indices, sorted (None: keep everything)."""
+def subset_indices(n: int, limit: int | None, seed: int) -> torch.Tensor | None:
+    """A seeded subset of ``limit`` of ``n`` indices, sorted (None: keep everything).
+    Used for the capped text and image sets of chapter 07_practical_models."""
     if limit is None or limit >= n:
         return None
     keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 15485863))[:limit]
@@ -578,7 +580,7 @@ def text_features(cfg: TextConfig, *, root=None, device: str | None = None,
         def compute():
             nonlocal encoder
             data = load_texts(dataset, split, root=root)
-            keep = _subset_indices(len(data), limit, cfg.subset_seed)
+            keep = subset_indices(len(data), limit, cfg.subset_seed)
             if keep is not None:
                 data = data.subset(keep)
             if encoder is None:
@@ -622,6 +624,72 @@ def _describe(cfg: TextConfig, sizes: dict) -> str:
             f"{len(cfg.seeds)} tuning seeds")
 
 
+def resolve_device(device: str | None) -> str:
+    """``device`` or, when None, cuda if a GPU is visible else cpu; a cuda request without a
+    GPU is a :class:`~nml.errors.ConfigError`. Used by chapter 07's grids."""
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {dev!r} was asked for but no CUDA GPU is visible; use "
+                          f"device='cpu'")
+    return dev
+
+
+def store_or_replay(store, config: dict, compute, *, replay_only: bool, recompute: bool,
+                    what: str):
+    """One unit of experiment ``practical``: replayed from ``store``, or computed and stored
+    (``replay_only``: a missing unit raises :class:`~nml.experiments.MissingResult` naming
+    ``what``). Used by chapter 07's text and vision grids."""
+    from .experiments import MissingResult
+    if replay_only:
+        unit = store.get(EXPERIMENT, config)
+        if unit is None:
+            raise MissingResult(f"{EXPERIMENT} unit {store.key(EXPERIMENT, config)} is not "
+                                f"stored ({what})")
+        return unit
+    return store.run(EXPERIMENT, config, compute, recompute=recompute)
+
+
+def frozen_spectrum_unit(features: dict, base: dict, info: dict, device: str, checksum: str,
+                         *, seconds_key: str):
+    """The unit of a frozen model's spectrum: SVE and LSVR rows (method ``frozen``) and the
+    singular values of every feature set, with each set's size and extraction seconds (under
+    ``seconds_key``), the torch threads, CPU count and load average in its info. Used by
+    chapter 07's text and vision grids."""
+    from .results import UnitOutput
+    from .spectrum import largest_singular_value_ratio, singular_value_entropy, singular_values
+    rows, arrays, sizes, seconds = [], {}, {}, {}
+    for name, t in features.items():
+        s = singular_values(t["x"])
+        arrays[name] = s
+        sizes[name] = int(len(t["y"]))
+        seconds[name] = float(t["seconds"])
+        rows += [{**base, "seed": None, "method": "frozen", "test_set": name, "metric": m,
+                  "value": v} for m, v in (("sve", singular_value_entropy(s)),
+                                           ("lsvr", largest_singular_value_ratio(s)))]
+    info = {"sizes": sizes, seconds_key: seconds, **info,
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    return UnitOutput(rows=rows, arrays=arrays, info=info, device=device,
+                      data_checksum=checksum)
+
+
+def tuned_unit(features: dict, test_sets, num_classes: int, tcfg, base: dict, device: str,
+               checksum: str, *, progress: bool = True):
+    """The unit of one black-box tuning run (:func:`nml.tune.tune_on_features`) on
+    ``features["train"]``, tested on ``test_sets``: accuracy, macro-F1, SVE and LSVR rows and
+    the singular values of the classifier's input per test set. Used by chapter 07's grids."""
+    from .results import UnitOutput
+    from .tune import tune_on_features
+    tests = {n: (features[n]["x"], features[n]["y"]) for n in test_sets}
+    result = tune_on_features(features["train"]["x"], features["train"]["y"], tests,
+                              num_classes, tcfg, device=device, progress=progress)
+    row_base = {**base, "seed": tcfg.seed, "method": tcfg.method, "fraction": tcfg.fraction,
+                "lam": tcfg.lam, "label_noise": tcfg.label_noise}
+    return UnitOutput(rows=[{**row_base, **m} for m in result.metrics],
+                      arrays=result.singular_values, info={"history": result.history},
+                      device=device, data_checksum=checksum)
+
+
 def run_text_grid(cfg: TextConfig | None = None, *, store=None, root=None,
                   device: str | None = None, progress: bool = True, replay_only: bool = False,
                   recompute: bool = False) -> TextResult:
@@ -637,17 +705,11 @@ def run_text_grid(cfg: TextConfig | None = None, *, store=None, root=None,
     :class:`~nml.experiments.MissingResult` for a unit that is not stored; nothing is encoded
     or tuned when every unit is stored.
     """
-    from .experiments import MissingResult
     from .results import ResultStore, UnitOutput
-    from .spectrum import largest_singular_value_ratio, singular_value_entropy, singular_values
-    from .tune import tune_on_features
 
     cfg = cfg or TextConfig()
     store = store if store is not None else ResultStore()
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {dev!r} was asked for but no CUDA GPU is visible; use "
-                          f"device='cpu'")
+    dev = resolve_device(device)
     cache: dict = {}
 
     def feats() -> dict:
@@ -663,57 +725,31 @@ def run_text_grid(cfg: TextConfig | None = None, *, store=None, root=None,
     base = {"scale": cfg.scale, "backbone": cfg.encoder, "noise": None, "pretrain_seed": None,
             "task": "sst2"}
 
-    def run(config: dict, compute):
-        if replay_only:
-            unit = store.get(EXPERIMENT, config)
-            if unit is None:
-                raise MissingResult(f"{EXPERIMENT} unit {store.key(EXPERIMENT, config)} is not "
-                                    f"stored (text scale {cfg.scale!r})")
-            return unit
-        return store.run(EXPERIMENT, config, compute, recompute=recompute)
-
     def frozen() -> UnitOutput:
-        f = feats()
-        rows, arrays, sizes, seconds = [], {}, {}, {}
-        for name, t in f.items():
-            s = singular_values(t["x"])
-            arrays[name] = s
-            sizes[name] = int(len(t["y"]))
-            seconds[name] = float(t["seconds"])
-            rows += [{**base, "seed": None, "method": "frozen", "test_set": name, "metric": m,
-                      "value": v} for m, v in (("sve", singular_value_entropy(s)),
-                                               ("lsvr", largest_singular_value_ratio(s)))]
-        info = {"sizes": sizes, "encode_seconds": seconds,
-                "encoder": {"name": cfg.encoder, "package": cfg.spec.package,
+        info = {"encoder": {"name": cfg.encoder, "package": cfg.spec.package,
                             "version": cfg.spec.version, "hub_id": cfg.spec.hub_id,
-                            "weights_sha256": cfg.spec.weights_sha256},
-                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-        return UnitOutput(rows=rows, arrays=arrays, info=info, device=dev,
-                          data_checksum=provenance_checksum())
+                            "weights_sha256": cfg.spec.weights_sha256}}
+        return frozen_spectrum_unit(feats(), base, info, dev, provenance_checksum(),
+                                    seconds_key="encode_seconds")
 
     jobs = [("frozen", None)] + [(m, s) for m in cfg.methods for s in cfg.seeds]
     frames, spectra, info = [], {}, {}
     for method, seed in tqdm(jobs, desc=f"text units ({cfg.scale})", disable=not progress,
                              leave=False):
         if method == "frozen":
-            unit = run({"text": cfg.data_key(), "analysis": "frozen_spectrum"}, frozen)
+            unit = store_or_replay(store, {"text": cfg.data_key(), "analysis": "frozen_spectrum"},
+                                   frozen, replay_only=replay_only, recompute=recompute,
+                                   what=f"text scale {cfg.scale!r}")
             info = dict(unit.info)
         else:
             tcfg = cfg.tune_config(method, seed)
 
             def compute(tcfg=tcfg) -> UnitOutput:
-                f = feats()
-                tests = {n: (f[n]["x"], f[n]["y"]) for n in ("test", "dev", "imdb")}
-                result = tune_on_features(f["train"]["x"], f["train"]["y"], tests, 2, tcfg,
-                                          device=dev, progress=progress)
-                row_base = {**base, "seed": tcfg.seed, "method": tcfg.method,
-                            "fraction": tcfg.fraction, "lam": tcfg.lam,
-                            "label_noise": tcfg.label_noise}
-                return UnitOutput(rows=[{**row_base, **m} for m in result.metrics],
-                                  arrays=result.singular_values, info={"history": result.history},
-                                  device=dev, data_checksum=provenance_checksum())
-            unit = run({"text": cfg.data_key(), "tune": tcfg.to_dict()}, compute)
+                return tuned_unit(feats(), ("test", "dev", "imdb"), 2, tcfg, base, dev,
+                                  provenance_checksum(), progress=progress)
+            unit = store_or_replay(store, {"text": cfg.data_key(), "tune": tcfg.to_dict()},
+                                   compute, replay_only=replay_only, recompute=recompute,
+                                   what=f"text scale {cfg.scale!r}")
         frames.append(unit.rows)
         for test_set, s in unit.arrays.items():
             spectra[(method, seed, test_set)] = np.asarray(s)
@@ -772,9 +808,11 @@ def text_caption(result: TextResult, *, extra: str | None = None) -> str:
 def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
                      test_sets=("test", "dev", "imdb"), error: str = "ci95",
                      title: str | None = None, y_title: str | None = None,
-                     caption: str | None = None):
+                     caption: str | None = None, labels: dict | None = None):
     """Bars of one metric per test set (x) and method (colour), mean over tuning seeds with
-    its ``error`` bar; hover gives mean, error and the number of seeds."""
+    its ``error`` bar; hover gives mean, error and the number of seeds. ``labels``: test set
+    -> axis label (default: the text sets' :data:`TEST_SETS` labels; the vision section of
+    chapter 07 passes its own)."""
     import html
 
     import plotly.graph_objects as go
@@ -784,7 +822,8 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
     df = rows[(rows["metric"] == metric) & rows["test_set"].isin(test_sets)]
     summary = plots.summarize_over_seeds(df, ["method", "test_set"], error=error)
     methods = [m for m in plots.METHOD_LABELS if m in set(summary["method"])]
-    labels = [TEST_SETS[t][2] for t in test_sets]
+    names = labels or {t: TEST_SETS[t][2] for t in test_sets}
+    labels = [names[t] for t in test_sets]
     fig = go.Figure()
     palette = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
     for i, method in enumerate(methods):
@@ -792,7 +831,7 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
         present = [t for t in test_sets if t in part.index]
         name = plots.METHOD_LABELS.get(method, method)
         fig.add_trace(go.Bar(
-            x=[TEST_SETS[t][2] for t in present], y=[part.loc[t, "mean"] for t in present],
+            x=[names[t] for t in present], y=[part.loc[t, "mean"] for t in present],
             name=name, marker_color=palette[i % len(palette)],
             error_y={"type": "data", "array": [part.loc[t, "err"] for t in present],
                      "visible": True},
@@ -848,7 +887,8 @@ def method_gap(rows: pd.DataFrame, *, metric: str, test_set: str, method: str,
 def _cli_summary(result: TextResult) -> list[dict]:
     """One line per method and test set: mean and 95% interval half-width of the accuracy."""
     from . import plots
-    acc = result.metric("accuracy")
-    summary = plots.summarize_over_seeds(acc, ["method", "test_set"])
-    return [{"method": r["method"], "test_set": r["test_set"], "accuracy": round(r["mean"], 3),
-             "ci95": round(r["err"], 3), "seeds": int(r["n"])} for _, r in summary.iterrows()]
+    acc = result.rows[result.rows["metric"] == "accuracy"]
+    summary = plots.summarize_over_seeds(acc, ["task", "method", "test_set"])
+    return [{"task": r["task"], "method": r["method"], "test_set": r["test_set"],
+             "accuracy": round(r["mean"], 3), "ci95": round(r["err"], 3), "seeds": int(r["n"])}
+            for _, r in summary.iterrows()]

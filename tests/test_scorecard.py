@@ -530,7 +530,7 @@ def test_noisy_downstream_claims_make_eta_part_of_the_cell():
     assert sc.score(index, _by_id("C6a"), "tiny").verdict == "not run"
 
 
-def _practical(method, by_set: dict, noise=None, *, backbone="all-MiniLM-L6-v2"):
+def _practical(method, by_set: dict, noise=None, *, backbone="all-MiniLM-L6-v2", task="sst2"):
     """Practical-model rows as nml.practical writes them (scale cpu): task sst2, test sets
     test / dev (ID) and imdb (OOD), no 'mean' row, noise and pretrain_seed unknown (None).
     by_set = {test_set: [value of tuning seed 0, 1, 2]}."""
@@ -539,9 +539,9 @@ def _practical(method, by_set: dict, noise=None, *, backbone="all-MiniLM-L6-v2")
         for seed, value in enumerate(values):
             rows.append({"experiment": "practical", "scale": "cpu", "backbone": backbone,
                          "noise": noise, "pretrain_seed": None, "seed": seed, "method": method,
-                         "task": "sst2", "metric": "accuracy", "value": value, "fraction": 1.0,
+                         "task": task, "metric": "accuracy", "value": value, "fraction": 1.0,
                          "lam": 0.01, "label_noise": 0.0, "test_set": test_set,
-                         "key": f"practical-{method}-{backbone}-{seed}-{noise}"})
+                         "key": f"practical-{method}-{backbone}-{task}-{seed}-{noise}"})
     return rows
 
 
@@ -574,6 +574,27 @@ def test_practical_rows_of_different_noise_labels_are_one_level():
     assert row.headline.mean == pytest.approx(np.mean([1.0, 1.5, 1.0]))
     # The same rows never count for the image claims (another experiment).
     assert sc.score(index, _by_id("C6a"), "cpu").verdict == "not run"
+
+
+def test_practical_claims_score_the_vision_model_per_task():
+    """EfficientNet-Lite0 rows (nml.practical_vision): CIFAR-10's test set is an ID cell, PACS
+    photo's three target domains are averaged per unit into one OOD cell, beside MiniLM's."""
+    vision = dict(backbone="efficientnet_lite0")
+    index = _index(
+        _practical("lp", {"test": [80.0, 81.0, 80.5], "imdb": [70.0, 71.0, 70.0]}),
+        _practical("nmtune", {"test": [81.0, 82.5, 81.5], "imdb": [71.0, 72.0, 71.0]}),
+        _practical("lp", {"test": [90.0, 90.0, 90.0]}, task="cifar10", **vision),
+        _practical("nmtune", {"test": [89.0, 89.5, 89.0]}, task="cifar10", **vision),
+        _practical("lp", {"art_painting": [60.0] * 3, "cartoon": [50.0] * 3,
+                          "sketch": [40.0] * 3}, task="pacs_photo", **vision),
+        _practical("nmtune", {"art_painting": [63.0] * 3, "cartoon": [50.0] * 3,
+                              "sketch": [40.0] * 3}, task="pacs_photo", **vision))
+    p1 = sc.score(index, _by_id("P1"), "cpu")
+    assert sorted(p1.cells) == ["all-MiniLM-L6-v2 / sst2", "efficientnet_lite0 / cifar10"]
+    assert p1.cells["efficientnet_lite0 / cifar10"].mean == pytest.approx(-2.5 / 3)
+    p2 = sc.score(index, _by_id("P2"), "cpu")
+    assert sorted(p2.cells) == ["all-MiniLM-L6-v2 / sst2", "efficientnet_lite0 / pacs_photo"]
+    assert p2.cells["efficientnet_lite0 / pacs_photo"].mean == pytest.approx(1.0)  # 3 / 3 sets
 
 
 def _ablation(variant, values):
