@@ -502,7 +502,7 @@ def run_lease(minutes: float, out: str | os.PathLike, *, workers: int | None = N
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is visible")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    bundle = Path(out) / f"lease-{stamp}-{scale}"
+    bundle = Path(out) / f"lease-{stamp}-{scale}-p{''.join(str(p) for p in sorted(priorities))}"
     private = bundle / "store"
     private.mkdir(parents=True, exist_ok=False)
     log: list[dict] = []
@@ -524,7 +524,9 @@ def run_lease(minutes: float, out: str | os.PathLike, *, workers: int | None = N
     if workers is None:
         probe = _stored_probe(store, _device_name(device), est.scale.backbones[0])
         if probe is None:
-            probe = probe_workers(scale, device, seconds=probe_seconds)
+            levels = (1, 2, 4, 8) if gpu else tuple(
+                lv for lv in (1, 2, 4, 8) if lv <= max(1, os.cpu_count() or 1))
+            probe = probe_workers(scale, device, levels=levels, seconds=probe_seconds)
             ResultStore(private).put("lease", {"probe": "workers", "device": probe["device"],
                                                "backbone": probe["backbone"], "created": stamp},
                                      _probe_output(probe))
@@ -634,6 +636,9 @@ def run_lease(minutes: float, out: str | os.PathLike, *, workers: int | None = N
             p.join(timeout=10)
             if p.is_alive():
                 p.kill()
+        for q in (events, *jobs):
+            q.close()
+            q.cancel_join_thread()
     for gi in pending:
         note("skip", unit=groups[gi][0].label, reason="not started", units=len(groups[gi]))
     return _pack(bundle, private, start=start, minutes=minutes, scale=scale, device=device,

@@ -269,8 +269,10 @@ class ResultStore:
             return None
         try:
             record = decode_record(json_path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
-                ValueError) as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise NMLError(f"stored result {json_path} is not valid JSON ({err}); delete it and "
+                           f"rerun to recompute that unit") from None
+        except (KeyError, TypeError, ValueError) as err:
             raise NMLError(f"stored result {json_path} is not a valid unit ({err}); delete it "
                            f"and rerun to recompute that unit") from None
         arrays: dict[str, np.ndarray] = {}

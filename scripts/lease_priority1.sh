@@ -6,7 +6,7 @@
 # Here first:  bash scripts/lease_prepare.sh /work/shared/data
 # Then the device tool's run, one line:
 #   run(command="bash scripts/lease_priority1.sh", carry=[".data", ".whl"], timeout_s=600)
-# Back here:   python -m nml lease import <files_at>/lease-<time>-cifar && git add results
+# Back here:   python -m nml lease import <files_at>/lease-<time>-cifar-p1 && git add results
 #
 # Sizing (H100 calibration, ../shared/DESIGN.md; `python -m nml lease plan --priorities 1`):
 # about 60 GPU-minutes on one process (15 pre-trainings x ~58 s, 270 tuning units x 6-15 s,
