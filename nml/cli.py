@@ -143,8 +143,15 @@ def _cmd_lease(args) -> None:
     from . import lease
     from .results import ResultStore
     store = ResultStore(args.results)
-    priorities = tuple(int(p) for p in str(args.priorities).split(",")) \
-        if args.priorities != "all" else tuple(lease.PRIORITIES)
+    if args.lease_command == "import":
+        print(json.dumps(lease.import_bundle(args.bundle, store=store)))
+        return
+    try:
+        priorities = tuple(int(p) for p in str(args.priorities).split(",")) \
+            if args.priorities != "all" else tuple(lease.PRIORITIES)
+    except ValueError:
+        raise ConfigError(f"--priorities takes 'all' or numbers like 1,2, got "
+                          f"{args.priorities!r}") from None
     if args.lease_command == "plan":
         table = lease.plan(args.scale, priorities, store=store)
         if args.json:
@@ -168,8 +175,6 @@ def _cmd_lease(args) -> None:
         manifest = json.loads((bundle / "manifest.json").read_text())
         print(json.dumps({"bundle": str(bundle), "units": len(manifest["units"]),
                           "elapsed_s": manifest["elapsed_s"], "workers": manifest["workers"]}))
-    else:
-        print(json.dumps(lease.import_bundle(args.bundle, store=store)))
 
 
 def _common(p: argparse.ArgumentParser) -> None:

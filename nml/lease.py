@@ -20,32 +20,29 @@ GPU time comes rarely and in short leases (book/rerun.md): a few minutes on one 
 Units are grouped by pre-trained model: a worker trains (or resumes) one model and runs that
 model's missing units; no two workers hold the same model at once.
 
-Used by book/rerun.md and ``python -m nml lease``.
+Used by book/rerun.md and ``python -m nml lease``; the bundle format is :mod:`nml.bundle`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
-import io
 import json
 import math
 import multiprocessing as mp
 import os
 import queue
-import shutil
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, DataError, NMLError
-from .results import ResultStore, decode_record, provenance
+from .bundle import BUNDLE_FORMAT, code_fingerprint, import_bundle, pack_bundle
+from .errors import ConfigError, NMLError
+from .results import ResultStore, provenance
 
-__all__ = ["PRIORITIES", "CALIBRATION", "BUNDLE_FORMAT", "LeaseUnit", "lease_units",
+__all__ = ["PRIORITIES", "CALIBRATION", "LeaseUnit", "lease_units",
            "missing_units", "estimate_seconds", "plan", "probe_workers", "run_lease",
            "import_bundle"]
 
@@ -71,7 +68,6 @@ CALIBRATION = {
     "extract_images_per_s": 100_000,   # frozen-feature extraction (3x the training rate)
 }
 
-BUNDLE_FORMAT = 1
 _BENCHMARKS = (("nmtune-speed", {"steps": 200}), ("blackbox-cache", {}), ("pretrain", {}))
 _PACK_MARGIN_S = 20.0
 
@@ -641,9 +637,17 @@ def run_lease(minutes: float, out: str | os.PathLike, *, workers: int | None = N
             q.cancel_join_thread()
     for gi in pending:
         note("skip", unit=groups[gi][0].label, reason="not started", units=len(groups[gi]))
-    return _pack(bundle, private, start=start, minutes=minutes, scale=scale, device=device,
-                 workers=workers, threads=threads, probe=probe, priorities=priorities,
-                 done=done, by_key=by_key, log=log)
+    from . import __version__
+    manifest = {
+        "format": BUNDLE_FORMAT, "nml_version": __version__, "code": code_fingerprint(),
+        "scale": scale, "priorities": list(priorities), "budget_minutes": minutes,
+        "elapsed_s": round(time.time() - start, 2), "workers": workers,
+        "threads_per_worker": threads, "probe": probe,
+        "provenance": provenance(device=_device_name(device)),
+    }
+    labels = {k: {"priority": u.priority, "label": u.label, **done.get(k, {})}
+              for k, u in by_key.items()}
+    return pack_bundle(bundle, private, manifest, labels, log)
 
 
 def _probe_output(probe: dict):
@@ -653,182 +657,3 @@ def _probe_output(probe: dict):
              "method": "lease-probe", "task": "random_batch", "metric": f"images_per_s@{lv}",
              "value": float(v)} for lv, v in probe["images_per_s"].items()]
     return UnitOutput(rows=rows, info={"probe": probe}, device=probe["device"])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _code_fingerprint() -> str:
-    """SHA256 over the package's Python sources (recorded; import reports a difference)."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-_MAX_FILE = 16 * 2 ** 20
-
-
-def _pack(bundle: Path, private: Path, *, start, minutes, scale, device, workers, threads, probe,
-          priorities, done, by_key, log) -> Path:
-    from . import __version__
-    members = []
-    for path in sorted(private.glob("*/*.json")):
-        members.append(path)
-        npz = path.with_suffix(".npz")
-        if npz.exists():
-            members.append(npz)
-    units = []
-    for path in members:
-        if path.suffix != ".json":
-            continue
-        record = decode_record(path.read_bytes())
-        lease_unit = by_key.get(record["key"])
-        units.append({"experiment": record["experiment"], "key": record["key"],
-                      "priority": lease_unit.priority if lease_unit else None,
-                      "label": lease_unit.label if lease_unit else record["experiment"],
-                      **done.get(record["key"], {})})
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path in members:
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(private)))
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            with open(path, "rb") as fh:
-                tar.addfile(info, fh)
-    (bundle / "units.tar.gz").write_bytes(buf.getvalue())
-    (bundle / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
-    manifest = {
-        "format": BUNDLE_FORMAT, "nml_version": __version__, "code": _code_fingerprint(),
-        "scale": scale, "priorities": list(priorities), "budget_minutes": minutes,
-        "elapsed_s": round(time.time() - start, 2), "workers": workers,
-        "threads_per_worker": threads, "probe": probe, "units": units,
-        "provenance": provenance(device=_device_name(device)),
-    }
-    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-    shutil.rmtree(private)
-    files = ["manifest.json", "units.tar.gz", "log.jsonl"]
-    for name in files:
-        if (bundle / name).stat().st_size > _MAX_FILE:
-            raise NMLError(f"{bundle / name} is over 16 MiB, more than a lease can return; "
-                           f"run fewer priorities per lease (--priorities)")
-    (bundle / "SHA256SUMS").write_text("".join(f"{_sha256(bundle / n)}  {n}\n" for n in files))
-    return bundle
-
-
-# -- import ---------------------------------------------------------------------------------
-
-def _content(record: dict, arrays: dict) -> str:
-    """What must agree between two copies of a unit (provenance may differ)."""
-    body = {k: record.get(k) for k in ("experiment", "key", "config", "rows", "info")}
-    arr = {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() + str(v.dtype)
-           + str(v.shape) for k, v in sorted(arrays.items())}
-    return json.dumps([body, arr], sort_keys=True)
-
-
-def _read_npz(data: bytes) -> dict:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
-def import_bundle(bundle: str | os.PathLike, store: ResultStore | None = None) -> dict:
-    """Verify a lease bundle and merge its units into ``store``; nothing is written unless
-    every check passes. Returns ``{"imported", "already_stored", "units", "code_matches"}``.
-
-    Refused (DataError / NMLError, one line): a missing or altered file (SHA256SUMS), a unit
-    whose key is not the hash of its config, a unit the manifest does not list, non-finite
-    values, another bundle format or ``nml`` version, and a unit whose key is stored with
-    other content (a conflict: delete one of them knowingly, then import again).
-
-    Used by ``python -m nml lease import``.
-    """
-    from . import __version__
-    bundle = Path(bundle)
-    store = store or ResultStore()
-    sums = bundle / "SHA256SUMS"
-    if not sums.is_file():
-        raise DataError(f"{bundle} is not a lease bundle (no SHA256SUMS); pass the folder that "
-                        f"`lease run` wrote (lease-<time>-<scale>)")
-    listed = {}
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name.strip()] = digest.strip()
-    for name in ("manifest.json", "units.tar.gz"):
-        if name not in listed:
-            raise DataError(f"bundle {bundle}: SHA256SUMS does not list {name}; the bundle is "
-                            f"incomplete, copy it again from the lease")
-    for name, digest in listed.items():
-        path = bundle / name
-        if "/" in name or not path.is_file() or _sha256(path) != digest:
-            raise DataError(f"bundle {bundle}: {name} is missing or damaged (checksum "
-                            f"mismatch); copy the bundle again from the lease")
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise NMLError(f"bundle format {manifest.get('format')} is not {BUNDLE_FORMAT}; import "
-                       f"it with the nml version that wrote it")
-    if manifest.get("nml_version") != __version__:
-        raise NMLError(f"bundle was made by nml {manifest.get('nml_version')} (commit "
-                       f"{manifest.get('provenance', {}).get('git_commit')}), this is nml "
-                       f"{__version__}; import it from that version's checkout")
-    records: dict[str, tuple[dict, dict]] = {}
-    npz: dict[str, bytes] = {}
-    with tarfile.open(bundle / "units.tar.gz", mode="r:gz") as tar:
-        for member in tar.getmembers():
-            parts = member.name.split("/")
-            if not member.isfile() or len(parts) != 2 or parts[1].startswith(".") \
-                    or not parts[0].replace("_", "").isalnum() \
-                    or not parts[1].endswith((".json", ".npz")):
-                raise DataError(f"bundle {bundle}: unexpected entry {member.name!r} in "
-                                f"units.tar.gz")
-            data = tar.extractfile(member).read()
-            if parts[1].endswith(".npz"):
-                npz[member.name[:-4]] = data
-                continue
-            record = decode_record(data)
-            experiment, key = parts[0], parts[1][:-5]
-            if record.get("experiment") != experiment or record.get("key") != key:
-                raise DataError(f"bundle {bundle}: {member.name} holds unit "
-                                f"{record.get('experiment')}/{record.get('key')}")
-            if ResultStore.key(experiment, record["config"]) != key:
-                raise DataError(f"bundle {bundle}: unit {experiment}/{key} does not match its "
-                                f"config (key {ResultStore.key(experiment, record['config'])})")
-            values = [r.get("value") for r in record["rows"]]
-            if not values or any(not isinstance(v, (int, float)) or not math.isfinite(v)
-                                 for v in values):
-                raise DataError(f"bundle {bundle}: unit {experiment}/{key} has no or "
-                                f"non-finite values")
-            records[f"{experiment}/{key}"] = (record, {})
-    for name, data in npz.items():
-        if name not in records:
-            raise DataError(f"bundle {bundle}: arrays {name}.npz belong to no unit")
-        records[name] = (records[name][0], _read_npz(data))
-    listed_units = {f"{u['experiment']}/{u['key']}" for u in manifest.get("units", [])}
-    if listed_units != set(records):
-        raise DataError(f"bundle {bundle}: manifest lists {len(listed_units)} units, "
-                        f"units.tar.gz holds {len(records)}; the bundle is inconsistent")
-    new, same = [], []
-    for name, (record, arrays) in sorted(records.items()):
-        existing = store.load(record["experiment"], record["key"])
-        if existing is None:
-            new.append((record, arrays))
-            continue
-        json_path = store.paths(record["experiment"], record["key"])[0]
-        stored = decode_record(json_path.read_bytes())
-        if _content(stored, existing.arrays) != _content(record, arrays):
-            raise NMLError(f"bundle unit {name} conflicts with the stored unit of the same key "
-                           f"(other content); nothing was imported. Keep one: delete "
-                           f"{json_path} to take the bundle's, or leave the bundle out")
-        same.append(name)
-    for record, arrays in new:
-        store.write_record(record, arrays, update_index=False)
-    if new:
-        store.refresh_index()
-    return {"imported": len(new), "already_stored": len(same), "units": len(records),
-            "code_matches": manifest.get("code") == _code_fingerprint(),
-            "bundle": str(bundle)}

@@ -87,7 +87,7 @@ def test_round_trip_imports_what_a_direct_run_computes(lease_run, tmp_path, monk
         # A tiny model trains in 10-25 s on a quiet core; at several runnable processes per
         # core none finishes in the minute. Then only the bundle's form can be checked here.
         pytest.skip(f"no unit finished in the 1-minute lease at load {load:.1f} per core")
-    assert units and units[0]["label"].startswith("pretrain resnet_micro")
+    assert any(u["label"].startswith("pretrain resnet_micro") for u in units)
     assert {u["worker"] for u in units if "worker" in u} <= {0, 1}
 
     fresh = ResultStore(tmp_path / "fresh")
@@ -133,6 +133,26 @@ def test_round_trip_imports_what_a_direct_run_computes(lease_run, tmp_path, monk
     assert not missing & {u["key"] for u in units}
 
 
+@pytest.fixture
+def small_bundle(tmp_path):
+    """A bundle of two real units packed as a lease packs them (no lease run needed)."""
+    from nml import __version__
+    from nml.bundle import BUNDLE_FORMAT, code_fingerprint, pack_bundle
+    from nml.results import UnitOutput
+    bundle = tmp_path / "lease-x-tiny-p1"
+    private = bundle / "store"
+    store = ResultStore(private)
+    row = {"scale": "tiny", "backbone": "resnet_micro", "noise": 0.0, "pretrain_seed": 0,
+           "seed": 0, "method": "pretrain", "task": "synthetic_upstream", "metric": "accuracy",
+           "value": 61.5}
+    store.put("pretrain", {"epochs": 6, "seed": 0}, UnitOutput(rows=[row]))
+    store.put("spectrum", {"epochs": 6, "task": "synthetic_id"}, UnitOutput(
+        rows=[dict(row, method="frozen", metric="sve", value=3.2)],
+        arrays={"test": np.array([3.0, 1.0])}))
+    manifest = {"format": BUNDLE_FORMAT, "nml_version": __version__, "code": code_fingerprint()}
+    return pack_bundle(bundle, private, manifest, {}, [])
+
+
 def _rewrite(bundle, edit):
     """Apply ``edit(records)`` to the bundle's units and re-sign it (valid checksums)."""
     buf = io.BytesIO()
@@ -150,8 +170,10 @@ def _rewrite(bundle, edit):
         f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()}  {n}\n" for n in names))
 
 
-def test_a_damaged_bundle_is_refused_and_nothing_is_written(lease_run, tmp_path):
-    _, bundle = lease_run
+def test_a_damaged_bundle_is_refused_and_nothing_is_written(small_bundle, tmp_path):
+    bundle = small_bundle
+    from nml.lease import import_bundle
+    assert import_bundle(bundle, ResultStore(tmp_path / "ok"))["imported"] == 2
     damaged = tmp_path / "damaged"
     shutil.copytree(bundle, damaged)
     data = bytearray((damaged / "units.tar.gz").read_bytes())
@@ -159,7 +181,6 @@ def test_a_damaged_bundle_is_refused_and_nothing_is_written(lease_run, tmp_path)
     (damaged / "units.tar.gz").write_bytes(bytes(data))
     store = ResultStore(tmp_path / "store")
     with pytest.raises(DataError, match="damaged"):
-        from nml.lease import import_bundle
         import_bundle(damaged, store)
     assert not any(store.root.glob("*/*.json"))
     assert main(["lease", "import", str(damaged), "--results", str(store.root)]) == 2
@@ -179,22 +200,23 @@ def test_a_damaged_bundle_is_refused_and_nothing_is_written(lease_run, tmp_path)
     assert not any(store.root.glob("*/*.json"))
 
 
-def test_a_conflicting_unit_is_refused(lease_run, tmp_path):
+def test_a_conflicting_unit_is_refused(small_bundle, tmp_path):
     from nml.lease import import_bundle
-    _, bundle = lease_run
+    bundle = small_bundle
     store = ResultStore(tmp_path / "store")
     import_bundle(bundle, store)
-    first = json.loads((bundle / "manifest.json").read_text())["units"][0]
+    first, second = json.loads((bundle / "manifest.json").read_text())["units"]
     path = store.paths(first["experiment"], first["key"])[0]
     record = decode_record(path.read_bytes())
     record["rows"][0]["value"] += 1.0            # same key, other content
     path.write_bytes(encode_record(record))
-    other = ResultStore(tmp_path / "other")
+    gone = store.paths(second["experiment"], second["key"])[0]
+    gone.unlink()                                # a unit the bundle would add
     with pytest.raises(NMLError, match="conflicts with the stored unit"):
         import_bundle(bundle, store)
-    # nothing from the bundle reached the store beyond what was there already
     assert decode_record(path.read_bytes())["rows"][0]["value"] == record["rows"][0]["value"]
-    assert not other.root.exists()
+    assert not gone.exists()                     # refused as a whole: nothing written
+    assert main(["lease", "import", str(bundle), "--results", str(store.root)]) == 2
 
 
 def test_bad_lease_arguments_are_one_line_errors(tmp_path, capsys):
