@@ -66,6 +66,10 @@ CALIBRATION = {
     # kernels (Gram squarings, power and Newton-Schulz steps) at ~10 us launch cost each.
     "fast_svd_ms": 1.5,
     "extract_images_per_s": 100_000,   # frozen-feature extraction (3x the training rate)
+    # CIFAR-10-C test sets are corrupted on the CPU for every model (nml.corruptions): 10.4 s
+    # per 1,000 images x 10 corruptions on one thread of the 2-core dev CPU at load 15 (about a
+    # 1/7 share), so about 75 s for 10,000 x 50 on one quiet thread; counted with 2 threads.
+    "cifar10c_corrupt_cpu_s": 75.0,
 }
 
 _BENCHMARKS = (("nmtune-speed", {"steps": 200}), ("blackbox-cache", {}), ("pretrain", {}))
@@ -255,8 +259,10 @@ class _Estimator:
         if unit.kind == "frozen":   # feature extraction of train + every test set, then SVDs
             tests = 10_000 * (10 * len(sc.cifar10c_severities) if unit.task == "cifar10c" else 1)
             images = self._train_images(unit.task) + tests
-            return images * ratio / CALIBRATION["extract_images_per_s"] + 5.0, \
-                "H100 calibration"
+            corrupt = CALIBRATION["cifar10c_corrupt_cpu_s"] / 2 * len(
+                sc.cifar10c_severities) / 5 if unit.task == "cifar10c" else 0.0
+            return images * ratio / CALIBRATION["extract_images_per_s"] + 5.0 + corrupt, \
+                "H100 calibration" + (" + CPU corruption estimate" if corrupt else "")
         n = self._train_images(unit.task)
         if unit.method in ("lora", "lora_nmtune", "ft"):
             limit = sc.whitebox_train_limit or n

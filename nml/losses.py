@@ -354,11 +354,12 @@ def _fast_factors(z: torch.Tensor, top_k: int, power_iters: int, ns_steps: int,
 #: ``"matmul"`` by matrix products (module docstring), ``"eigh"`` through one symmetric
 #: eigendecomposition of the small Gram matrix, applying the polynomials to its eigenvalues.
 FAST_ROUTES: dict[str, str] = {"cpu": "eigh", "cuda": "matmul"}
-#: The measurements behind FAST_ROUTES (one thread, batch 256 x 512, loaded 2-core CPU, median
-#: of 20 interleaved steps): SVD term forward + backward 63 ms by matmul, about 17 ms by eigh;
-#: on CUDA one eigendecomposition is a solver call with host synchronisation, so the
-#: launch-only matmul route stays until lease priority 2 measures both there.
-FAST_ROUTES_MEASURED = {"cpu": {"matmul_ms": 63.0, "eigh_ms": 17.0}}
+#: The measurements behind FAST_ROUTES (one torch thread, batch 256 x 512, the shared 2-core dev
+#: CPU at load 13-15, medians of 20 interleaved steps): the SVD term's forward + backward took
+#: 63 ms by matmul and 31 ms by eigh (float64), the whole NMTune step 1.57x then 1.32x an MLP
+#: step. On CUDA an eigendecomposition is a solver call with host synchronisation, so the
+#: launch-only matmul route stays there until lease priority 2 times both routes on a GPU.
+FAST_ROUTES_MEASURED = {"cpu": {"matmul_ms": 63.0, "eigh_ms": 31.0}}
 
 
 def fast_route(device: torch.device | str) -> str:
