@@ -7,8 +7,8 @@ that does not exist) ends with one line naming the problem and exit code 2, not 
 ``python -m nml store check`` / ``store rebuild`` compare ``results/index.csv`` with the unit
 files (the truth) and rewrite it from them.
 
-Used by book/rerun.md (rerunning the book's units from a shell), the text grid of chapter
-07_practical_models (``python -m nml practical``) and the benchmarks of chapter 10_runtime.
+Used by book/rerun.md (rerunning the book's units from a shell, GPU leases), the text grid of
+chapter 07_practical_models (``python -m nml practical``) and the benchmarks of chapter 10_runtime.
 """
 
 from __future__ import annotations
@@ -183,6 +183,44 @@ def _cmd_store(args) -> int:
     return 0
 
 
+def _cmd_lease(args) -> None:
+    from . import lease
+    from .results import ResultStore
+    store = ResultStore(args.results)
+    if args.lease_command == "import":
+        print(json.dumps(lease.import_bundle(args.bundle, store=store)))
+        return
+    try:
+        priorities = tuple(int(p) for p in str(args.priorities).split(",")) \
+            if args.priorities != "all" else tuple(lease.PRIORITIES)
+    except ValueError:
+        raise ConfigError(f"--priorities takes 'all' or numbers like 1,2, got "
+                          f"{args.priorities!r}") from None
+    if args.lease_command == "plan":
+        table = lease.plan(args.scale, priorities, store=store)
+        if args.json:
+            for row in table.to_dict("records"):
+                print(json.dumps(row))
+            return
+        for row in table.itertuples():
+            print(f"P{row.priority}  {row.seconds:7.1f} s  {row.label}  [{row.source}]")
+        print(f"# {len(table)} missing units at scale {args.scale!r}; estimated GPU minutes "
+              f"on one process (sources in brackets):")
+        for priority, part in table.groupby("priority"):
+            sources = ", ".join(sorted(set(part["source"])))
+            print(f"#   P{priority}: {part['seconds'].sum() / 60:6.1f} min  {len(part)} units  "
+                  f"({lease.PRIORITIES[priority][:60]}...)  from: {sources}")
+    elif args.lease_command == "run":
+        workers = None if args.workers == "auto" else int(args.workers)
+        bundle = lease.run_lease(args.minutes, args.out, workers=workers, scale=args.scale,
+                                 priorities=priorities, device=args.device,
+                                 data_root=args.data_root, store=store,
+                                 progress=not args.quiet)
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        print(json.dumps({"bundle": str(bundle), "units": len(manifest["units"]),
+                          "elapsed_s": manifest["elapsed_s"], "workers": manifest["workers"]}))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="tiny", help="tiny | cpu | cifar (default: tiny)")
     p.add_argument("--backbone", default=None, help="default: the scale's first backbone")
@@ -274,6 +312,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "index.csv from the unit files, which are the truth")
     p.add_argument("--results", default=None, help="result store (default: results/)")
     p.set_defaults(func=_cmd_store)
+
+
+    p = sub.add_parser("lease", help="fill a scale in short GPU leases: plan, run, import")
+    lease_sub = p.add_subparsers(dest="lease_command", required=True)
+    for name, text in (("plan", "missing units in priority order with estimated GPU time"),
+                       ("run", "run what fits --minutes and write one bundle under --out"),
+                       ("import", "verify a bundle and merge it into the result store")):
+        q = lease_sub.add_parser(name, help=text)
+        q.add_argument("--results", default=None, help="result store (default: results/)")
+        if name == "import":
+            q.add_argument("bundle", help="the lease-<time>-<scale> folder that `run` wrote")
+            continue
+        q.add_argument("--scale", default="cifar", help="tiny | cpu | cifar (default: cifar)")
+        q.add_argument("--priorities", default="all", help="e.g. 1 or 1,2 (default: all)")
+        if name == "plan":
+            q.add_argument("--json", action="store_true", help="one JSON line per unit")
+            continue
+        q.add_argument("--minutes", type=float, required=True, help="the whole run's budget")
+        q.add_argument("--out", required=True, help="folder for the bundle (e.g. $OUT)")
+        q.add_argument("--workers", default="auto",
+                       help="concurrent processes on the device (default: auto, measured)")
+        q.add_argument("--device", default=None, help="cpu | cuda (default: cuda when there)")
+        q.add_argument("--data-root", default=None, help="data folder (default: $NML_DATA)")
+        q.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_lease)
 
     from .scorecard import add_parser as add_scorecard_parser
     add_scorecard_parser(sub)

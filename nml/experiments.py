@@ -225,7 +225,32 @@ class Pipeline:
             rows += [{**base, "metric": k, "value": float(v)} for k, v in result.extra.items()]
             return UnitOutput(rows=rows, info={"history": result.history},
                               device=str(self.device), data_checksum=self._checksum(pcfg.dataset))
-        return self._run("clip" if clip else "pretrain", pcfg, compute)
+        return self._run(*self.pretrain_ref(pcfg), compute)
+
+    def pretrain_ref(self, pcfg) -> tuple[str, object]:
+        """``(experiment, config)`` under which :meth:`pretrain` stores ``pcfg``'s unit
+        (``ResultStore.key(*ref)`` is its key; nothing is computed). Used by :mod:`nml.lease`."""
+        return ("clip" if is_clip_backbone(pcfg.backbone) else "pretrain"), pcfg
+
+    def spectrum_ref(self, pcfg, task_name: str) -> tuple[str, dict]:
+        """``(experiment, config)`` of :meth:`spectrum`'s unit. Used by :mod:`nml.lease`."""
+        return ("clip" if is_clip_backbone(pcfg.backbone) else "spectrum",
+                {"pretrain": pcfg.to_dict(), **self._task_key(task_name)})
+
+    def tune_ref(self, pcfg, task_name: str, tcfg, *,
+                 experiment: str | None = None) -> tuple[str, dict]:
+        """``(experiment, config)`` of :meth:`tune`'s unit. Used by :mod:`nml.lease`."""
+        from .tune import BLACKBOX_METHODS
+        if is_clip_backbone(pcfg.backbone):
+            experiment = "clip"
+        experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
+                                    "lora": "lora", "lora_nmtune": "lora",
+                                    "ft": "finetune"}[tcfg.method]
+        unit_config = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
+                       "tune": tcfg.to_dict()}
+        if tcfg.method not in BLACKBOX_METHODS:
+            unit_config["train_limit"] = self.scale.whitebox_train_limit
+        return experiment, unit_config
 
     def backbone(self, pcfg):
         """The pre-trained backbone (trained now, or resumed from its checkpoints)."""
@@ -329,8 +354,7 @@ class Pipeline:
             rows, arrays = self.spectrum_output(pcfg, task_name, feats)
             return UnitOutput(rows=rows, arrays=arrays, device=str(self.device),
                               data_checksum=self._checksum(pcfg.dataset, _task_dataset(task_name)))
-        return self._run(self.spectrum_experiment(pcfg), self.spectrum_key(pcfg, task_name),
-                         compute)
+        return self._run(*self.spectrum_ref(pcfg, task_name), compute)
 
     def spectrum_experiment(self, pcfg) -> str:
         """The store experiment of a spectrum unit: ``clip`` for CLIP models, else ``spectrum``."""
@@ -361,15 +385,7 @@ class Pipeline:
     def tune(self, pcfg, task_name: str, tcfg, *, experiment: str | None = None) -> Unit:
         """One downstream tuning run (black-box on cached features, white-box on the model)."""
         from .tune import BLACKBOX_METHODS, tune_backbone, tune_on_features
-        if is_clip_backbone(pcfg.backbone):
-            experiment = "clip"
-        experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
-                                    "lora": "lora", "lora_nmtune": "lora",
-                                    "ft": "finetune"}[tcfg.method]
-        unit_config = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
-                       "tune": tcfg.to_dict()}
-        if tcfg.method not in BLACKBOX_METHODS:
-            unit_config["train_limit"] = self.scale.whitebox_train_limit
+        experiment, unit_config = self.tune_ref(pcfg, task_name, tcfg, experiment=experiment)
 
         def compute() -> UnitOutput:
             if tcfg.method in BLACKBOX_METHODS:

@@ -77,7 +77,7 @@ from .config import Config, check_range
 from .errors import ConfigError, DataError
 
 __all__ = ["consistency_mse", "covariance_loss", "dominant_singular_loss", "NMTuneLossConfig",
-           "SpectralState", "nmtune_regularizer", "polar_schedule"]
+           "SpectralState", "nmtune_regularizer", "polar_schedule", "FAST_ROUTES", "fast_route"]
 
 # Squarings of the Gram matrix before power iteration: G^(2^6) = G^64. Two jobs:
 # (1) the Frobenius norm of G^p bounds s_1^2 from above with an overestimate of at most
@@ -360,11 +360,85 @@ def _fast_factors(z: torch.Tensor, top_k: int, power_iters: int, ns_steps: int,
     return top, q, k
 
 
+#: How the fast term is evaluated on each device type, picked by measurement
+#: (``python -m nml bench nmtune-speed`` times both routes side by side; see FAST_ROUTES_MEASURED).
+#: Both routes compute the same estimator (same bound, same Newton-Schulz polynomials, the top-K
+#: directions to convergence) and agree to float32 rounding (tests/test_losses.py):
+#: ``"matmul"`` by matrix products (module docstring), ``"eigh"`` through one symmetric
+#: eigendecomposition of the small Gram matrix, applying the polynomials to its eigenvalues.
+FAST_ROUTES: dict[str, str] = {"cpu": "eigh", "cuda": "matmul"}
+#: The measurements behind FAST_ROUTES (one torch thread, batch 256 x 512, the shared 2-core dev
+#: CPU at load 13-15, medians of 20 interleaved steps): the SVD term's forward + backward took
+#: 63 ms by matmul and 31 ms by eigh (float64), the whole NMTune step 1.57x then 1.32x an MLP
+#: step. On CUDA an eigendecomposition is a solver call with host synchronisation, so the
+#: launch-only matmul route stays there until lease priority 2 times both routes on a GPU.
+FAST_ROUTES_MEASURED = {"cpu": {"matmul_ms": 63.0, "eigh_ms": 31.0}}
+
+
+def fast_route(device: torch.device | str) -> str:
+    """The evaluation route of the fast SVD term on ``device`` (:data:`FAST_ROUTES`).
+
+    Used by chapter 10_runtime (the benchmark reports both routes).
+    """
+    kind = torch.device(device).type
+    return FAST_ROUTES.get(kind, "matmul")
+
+
+@torch.no_grad()
+def _fast_factors_eigh(z: torch.Tensor, top_k: int, ns_steps: int, ns_floor: float,
+                       state: SpectralState | None):
+    """:func:`_fast_factors` evaluated through ``eigh`` of the ``n x n`` Gram matrix.
+
+    With ``G = W diag(lam) W^T``, every matrix of the Newton-Schulz iteration is a polynomial
+    in ``G``: ``Q = X W diag(prod_t p_t(x_t^2) / s1_bound) W^T`` with ``x_0^2 = lam /
+    s1_bound^2`` and ``x_{t+1}^2 = x_t^2 p_t(x_t^2)^2``, a polynomial in ``lam`` (finite at 0);
+    the bound is the same ``||G^64||_F^(1/64)`` the matmul route forms by squaring, here from
+    the eigenvalues; the top-K vectors are ``eigh``'s (the matmul route's power iteration
+    converges to them)."""
+    M, D = z.shape
+    transposed = M < D
+    x = z.mT if transposed else z
+    n = x.shape[1]
+    k = min(top_k, n)
+    # float64: eigenvalues of the Gram are squared singular values, so float32 would lose
+    # every s_j below sqrt(eps) s_1 = 2.4e-4 s_1 (the matmul route resolves them to ns_floor).
+    x64 = x.double()
+    tiny = torch.finfo(x64.dtype).tiny
+    lam, w = torch.linalg.eigh(x64.mT @ x64)             # ascending
+    lam = lam.clamp_min(0.0)
+    lmax = lam[-1]
+    power = 2 ** (_POWER_SQUARINGS + 1)                  # ||G^64||_F = (sum lam^128)^(1/2)
+    ratio_sum = (lam / lmax.clamp_min(tiny)).pow(power).sum()
+    s1_sq_bound = lmax * ratio_sum.pow(1.0 / power)
+    s1_bound = torch.sqrt(s1_sq_bound) * (1.0 + _BOUND_MARGIN)
+    s1_bound = torch.where(lmax > 0, s1_bound, torch.ones_like(s1_bound))
+    x2 = lam / s1_bound ** 2
+    prod = torch.ones_like(lam)
+    for a, b, c in polar_schedule(ns_floor, ns_steps):
+        p = a + b * x2 + c * x2 * x2
+        prod = prod * p
+        x2 = x2 * p * p
+    # in float64 too: prod is large (up to ~1/ns_floor) on null directions, where the product
+    # must cancel to the tiny g(x) of those directions
+    q = (x64 @ ((w * (prod / s1_bound)) @ w.mT)).to(x.dtype)    # m x n polar factor
+    v = w[:, -k:].flip(1)                                # top-K right vectors, descending
+    y = x64 @ v
+    u = y / torch.linalg.vector_norm(y, dim=0, keepdim=True).clamp_min(tiny)
+    top = (u @ v.mT).to(x.dtype)
+    u, v = u.to(x.dtype), v.to(x.dtype)
+    if state is not None:
+        feat = u if transposed else v
+        state.vectors = _orthonormalise(feat).detach()
+    if transposed:
+        return top.mT, q.mT, k
+    return top, q, k
+
+
 def dominant_singular_loss(Z: torch.Tensor, *, top_k: int = 1,
                            method: Literal["fast", "exact"] = "fast", power_iters: int = 10,
                            ns_steps: int = 8, ns_floor: float = 1e-4,
                            state: SpectralState | None = None,
-                           clip_k: bool = False) -> torch.Tensor:
+                           clip_k: bool = False, route: str | None = None) -> torch.Tensor:
     """L_SVD (paper Eq. 6): ``-(mean of the top_k singular values of Z) / (sum of all of them)``.
 
     ``Z`` is the raw ``M x D`` batch (not centred). ``top_k = 1`` is the paper's ``-s_1/sum s``.
@@ -374,8 +448,10 @@ def dominant_singular_loss(Z: torch.Tensor, *, top_k: int = 1,
     last batch. ``method="exact"`` uses ``torch.linalg.svdvals``; ``"fast"``
     matrix products only (module docstring): ``power_iters`` block power steps with ``G^64``,
     ``ns_steps`` Newton-Schulz steps designed for singular values down to ``ns_floor * s_1``;
-    ``state`` optionally warm-starts the power iteration across batches. Returns a float32
-    scalar; 0 for an all-zero or empty ``Z``.
+    ``state`` optionally warm-starts the power iteration across batches; ``route`` picks how
+    the fast term is evaluated (``"matmul"`` or ``"eigh"``, the same estimator; ``None``: the
+    device's faster one, :func:`fast_route`). Returns a float32 scalar; 0 for an all-zero or
+    empty ``Z``.
 
     Used by chapters 04_lora, 06_nmtune, 10_runtime and 11_ablations.
     """
@@ -384,6 +460,8 @@ def dominant_singular_loss(Z: torch.Tensor, *, top_k: int = 1,
         raise ConfigError(f"top_k must be >= 1, got {top_k}")
     if method not in ("fast", "exact"):
         raise ConfigError(f"method must be 'fast' or 'exact', got {method!r}")
+    if route not in (None, "matmul", "eigh"):
+        raise ConfigError(f"route must be 'matmul', 'eigh' or None, got {route!r}")
     M, D = Z.shape
     if M == 0 or D == 0:
         return _zero_like_graph(Z)
@@ -394,7 +472,11 @@ def dominant_singular_loss(Z: torch.Tensor, *, top_k: int = 1,
             top_sum = s[:top_k].sum()
             total = s.sum()
         else:
-            top, q, _ = _fast_factors(z.detach(), top_k, power_iters, ns_steps, ns_floor, state)
+            if (route or fast_route(z.device)) == "eigh":
+                top, q, _ = _fast_factors_eigh(z.detach(), top_k, ns_steps, ns_floor, state)
+            else:
+                top, q, _ = _fast_factors(z.detach(), top_k, power_iters, ns_steps, ns_floor,
+                                          state)
             top_sum = (top * z).sum()
             total = (q * z).sum()
         divisor = min(top_k, M, D) if clip_k else top_k

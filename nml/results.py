@@ -3,7 +3,7 @@
 Layout under the store root (``results/`` in the repository unless ``$NML_RESULTS`` or an
 argument says otherwise)::
 
-    results/<experiment>/<key>.json   config, tidy result rows, provenance
+    results/<experiment>/<key>.json   config, tidy result rows, provenance (encode_record)
     results/<experiment>/<key>.npz    arrays of the unit (singular values), when it has any
     results/index.csv                 one row per stored metric over all units
 
@@ -41,7 +41,8 @@ from .errors import NMLError
 
 __all__ = [
     "INDEX_COLUMNS", "ResultStore", "Unit", "UnitOutput", "atomic_write_bytes",
-    "default_results_root", "default_cache_root", "provenance",
+    "decode_record", "default_results_root", "default_cache_root", "encode_record",
+    "provenance",
 ]
 
 #: Columns every result row carries (other issues and the book read these).
@@ -209,6 +210,63 @@ def _check_finite(experiment: str, output: UnitOutput) -> None:
 _KEY_PATTERN = r"^[0-9a-f]{16}$"
 
 
+def encode_record(record: dict) -> bytes:
+    """A unit's JSON as stored: compact, one top-level field per line, rows as a table.
+
+    ``rows`` (a list of dicts with the same columns, the common case) is written as
+    ``{"columns": [...], "constant": {...}, "data": [[...], ...]}``: the columns whose value is
+    the same in every row once in ``constant``, the rest one row per line in ``data``. That
+    keeps every key and value (:func:`decode_record` restores the list of dicts exactly, in
+    column order) at less than half the size of an indented list of dicts, and a changed
+    value still shows as a one-line diff. Rows whose columns differ stay a list of dicts.
+    Readers accept both this and the older indented form (``scripts/compact_results.py``
+    converts a store)."""
+    parts = []
+    for name, value in record.items():
+        if name == "rows":
+            value = _table(value)
+        if name == "rows" and isinstance(value, dict):
+            lines = ",\n".join(json.dumps(r, separators=(",", ":")) for r in value["data"])
+            text = (f'{{"columns":{json.dumps(value["columns"], separators=(",", ":"))},\n'
+                    f'"constant":{json.dumps(value["constant"], separators=(",", ":"))},\n'
+                    f'"data":[\n{lines}\n]}}')
+        else:
+            text = json.dumps(value, separators=(",", ":"))
+        parts.append(f"{json.dumps(name)}:{text}")
+    return ("{" + ",\n".join(parts) + "}\n").encode()
+
+
+def _table(rows: list[dict]) -> list[dict] | dict:
+    if not rows or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return rows
+    columns = list(rows[0])
+    if any(list(r) != columns for r in rows):
+        return rows
+    first = {c: json.dumps(rows[0][c]) for c in columns}   # exact: 1 vs 1.0, 0.0 vs -0.0
+    constant = {c: rows[0][c] for c in columns
+                if all(json.dumps(r[c]) == first[c] for r in rows)}
+    varying = [c for c in columns if c not in constant]
+    return {"columns": columns, "constant": constant,
+            "data": [[r[c] for c in varying] for r in rows]}
+
+
+def decode_record(data: bytes | str) -> dict:
+    """A stored unit's record from its JSON (either format; see :func:`encode_record`)."""
+    record = json.loads(data)
+    rows = record.get("rows")
+    if isinstance(rows, dict):
+        columns, constant = rows["columns"], rows["constant"]
+        varying = [c for c in columns if c not in constant]
+        out = []
+        for values in rows["data"]:
+            if len(values) != len(varying):
+                raise ValueError(f"a row has {len(values)} values for {len(varying)} columns")
+            row = dict(zip(varying, values))
+            out.append({c: constant[c] if c in constant else row[c] for c in columns})
+        record["rows"] = out
+    return record
+
+
 class ResultStore:
     """Finished units on disk, keyed by config hash; see the module docstring for the layout."""
 
@@ -235,13 +293,16 @@ class ResultStore:
         if not json_path.exists():
             return None
         try:
-            record = json.loads(json_path.read_text())
+            record = decode_record(json_path.read_bytes())
         except PermissionError:
             raise NMLError(f"cannot read stored result {json_path}: permission denied; make it "
                            f"readable (chmod u+r)") from None
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise NMLError(f"stored result {json_path} is not valid JSON ({err}); delete it and "
                            f"rerun to recompute that unit") from None
+        except (KeyError, TypeError, ValueError) as err:
+            raise NMLError(f"stored result {json_path} is not a valid unit ({err}); delete it "
+                           f"and rerun to recompute that unit") from None
         arrays: dict[str, np.ndarray] = {}
         if npz_path.exists():
             with np.load(npz_path, allow_pickle=False) as npz:
@@ -249,6 +310,10 @@ class ResultStore:
         return Unit(experiment=experiment, key=key, config=record["config"],
                     rows=pd.DataFrame(record["rows"]), arrays=arrays,
                     provenance=record["provenance"], info=record.get("info", {}), replayed=True)
+
+    def paths(self, experiment: str, key: str) -> tuple[Path, Path]:
+        """``(json_path, npz_path)`` of a unit (the npz exists only for units with arrays)."""
+        return self._paths(experiment, key)
 
     def units(self, experiment: str | None = None) -> Iterable[Unit]:
         """Every stored unit (of one experiment, or all)."""
@@ -279,14 +344,7 @@ class ResultStore:
                           data_checksum=output.data_checksum)
         record = {"experiment": experiment, "key": key, "config": _jsonable(payload),
                   "rows": rows, "info": _jsonable(output.info), "provenance": prov}
-        json_path, npz_path = self._paths(experiment, key)
-        if output.arrays:
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **{k: np.asarray(v) for k, v in output.arrays.items()})
-            atomic_write_bytes(npz_path, buf.getvalue())
-        # The JSON goes last: a unit counts as stored only once its JSON exists.
-        atomic_write_bytes(json_path, json.dumps(record, indent=1).encode())
-        self._update_index(key, pd.DataFrame(rows))
+        self.write_record(record, output.arrays)
         return Unit(experiment, key, record["config"], pd.DataFrame(rows),
                     dict(output.arrays), prov, record["info"], replayed=False)
 
@@ -304,7 +362,7 @@ class ResultStore:
         if not json_path.exists():
             raise NMLError(f"unit {unit.experiment}/{unit.key} is not stored in {self.root}; "
                            f"only stored units can be amended")
-        record = json.loads(json_path.read_text())
+        record = decode_record(json_path.read_bytes())
         have = {(r.get("test_set"), r["metric"]) for r in record["rows"]}
         clash = [(r.get("test_set"), r["metric"]) for r in rows
                  if (r.get("test_set"), r["metric"]) in have]
@@ -328,9 +386,27 @@ class ResultStore:
             buf = io.BytesIO()
             np.savez_compressed(buf, **{k: np.asarray(v) for k, v in merged.items()})
             atomic_write_bytes(npz_path, buf.getvalue())
-        atomic_write_bytes(json_path, json.dumps(record, indent=1).encode())
+        atomic_write_bytes(json_path, encode_record(record))
         self._update_index(unit.key, pd.DataFrame(record["rows"]))
         return self.load(unit.experiment, unit.key)
+
+    def write_record(self, record: dict, arrays: dict[str, np.ndarray] | None = None, *,
+                     update_index: bool = True) -> None:
+        """Write one unit's record (``experiment``, ``key``, ``config``, ``rows``, ``info``,
+        ``provenance``) and arrays atomically, then (by default) its rows into ``index.csv``.
+
+        :meth:`put` builds the record from a computation; ``python -m nml lease import``
+        writes records that a lease computed elsewhere, provenance included."""
+        experiment, key = record["experiment"], record["key"]
+        json_path, npz_path = self._paths(experiment, key)
+        if arrays:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+            atomic_write_bytes(npz_path, buf.getvalue())
+        # The JSON goes last: a unit counts as stored only once its JSON exists.
+        atomic_write_bytes(json_path, encode_record(record))
+        if update_index:
+            self._update_index(key, pd.DataFrame(record["rows"]))
 
     def run(self, experiment: str, config: Config | dict, compute: Callable[[], UnitOutput], *,
             recompute: bool = False) -> Unit:

@@ -79,19 +79,45 @@ def _matrix(kind: str, m: int, d: int) -> torch.Tensor:
 @pytest.mark.parametrize("kind", ["gaussian", "power", "exponential"])
 @pytest.mark.parametrize("shape", [(256, 512), (512, 192)])
 @pytest.mark.parametrize("top_k", [1, 5])
-def test_fast_matches_exact_value_and_gradient(kind, shape, top_k):
+@pytest.mark.parametrize("route", ["matmul", "eigh"])
+def test_fast_matches_exact_value_and_gradient(kind, shape, top_k, route):
     z64 = _matrix(kind, *shape).requires_grad_(True)
     s = torch.linalg.svdvals(z64)                   # float64 reference
     ref = -(s[:top_k].sum() / top_k) / s.sum()
     ref.backward()
     z = z64.detach().float().requires_grad_(True)
-    fast = dominant_singular_loss(z, top_k=top_k, method="fast")
+    fast = dominant_singular_loss(z, top_k=top_k, method="fast", route=route)
     fast.backward()
     rel = abs(fast.item() - ref.item()) / abs(ref.item())
     cos = torch.nn.functional.cosine_similarity(z.grad.double().flatten(),
                                                 z64.grad.flatten(), dim=0).item()
     assert rel <= 1e-3, rel
     assert cos >= 0.999, cos
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "power", "exponential"])
+@pytest.mark.parametrize("shape", [(256, 512), (512, 192)])
+@pytest.mark.parametrize("top_k", [1, 5])
+def test_fast_routes_compute_the_same_estimate(kind, shape, top_k):
+    """The eigh route (CPU) evaluates the matmul route's estimator (GPU) to float32 rounding:
+    same bound, same polynomials; the top-K directions exact rather than power-iterated."""
+    losses, grads = {}, {}
+    for route in ("matmul", "eigh"):
+        z = _matrix(kind, *shape).float().requires_grad_(True)
+        loss = dominant_singular_loss(z, top_k=top_k, route=route)
+        loss.backward()
+        losses[route], grads[route] = loss.item(), z.grad.double().flatten()
+    assert losses["eigh"] == pytest.approx(losses["matmul"], rel=5e-5)
+    cos = torch.nn.functional.cosine_similarity(grads["eigh"], grads["matmul"], dim=0).item()
+    assert cos >= 0.9999, cos
+
+
+def test_fast_route_per_device_and_bad_route():
+    from nml.losses import FAST_ROUTES, fast_route
+    assert fast_route("cpu") == FAST_ROUTES["cpu"] == "eigh"
+    assert fast_route(torch.device("cuda", 0)) == "matmul"
+    with pytest.raises(ConfigError, match="route"):
+        dominant_singular_loss(torch.ones(3, 2), route="svd")
 
 
 def test_exact_method_gradient_matches_float64():
@@ -144,9 +170,13 @@ def test_bf16_autocast_is_stable():
 
 # --- degenerate batches -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["fast", "exact"])
+@pytest.mark.parametrize("method", ["fast", "exact", "matmul"])
 @pytest.mark.parametrize("top_k", [1, 5])
-def test_degenerate_batches_do_not_give_nan(method, top_k):
+def test_degenerate_batches_do_not_give_nan(method, top_k, monkeypatch):
+    if method == "matmul":   # the fast term by its GPU route, here on the CPU
+        from nml import losses
+        monkeypatch.setitem(losses.FAST_ROUTES, "cpu", "matmul")
+        method = "fast"
     cfg = NMTuneLossConfig(svd_method=method, top_k=top_k)
     zeros = torch.zeros(8, 6, requires_grad=True)
     total, parts = nmtune_regularizer(torch.randn(8, 6), zeros, cfg)

@@ -8,7 +8,9 @@ decay 1e-4):
 
 * ``mlp``: cross-entropy only (MLP tuning);
 * ``nmtune_exact``: ``L_CE + 0.01 (L_MSE + L_COV + L_SVD)`` with the SVD term from ``svdvals``;
-* ``nmtune_fast``: the same with the matmul-only SVD term (:mod:`nml.losses`).
+* ``nmtune_fast``: the same with the fast SVD term (:mod:`nml.losses`), evaluated by the
+  device's route (``losses.FAST_ROUTES``), and ``nmtune_fast_matmul`` / ``nmtune_fast_eigh``:
+  the same estimator by each route, so that the faster route per device is a measurement.
 
 The steps are run in interleaved blocks (mlp, exact, fast, then rotated) after a warm-up, so
 background load hits all three alike; on CUDA every timed block ends with a synchronisation.
@@ -26,11 +28,15 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from .. import losses
 from ..losses import NMTuneLossConfig, SpectralState, dominant_singular_loss, nmtune_regularizer
 
 __all__ = ["run"]
 
-_METHODS = ("mlp", "nmtune_exact", "nmtune_fast")
+# nmtune_fast: the fast term by the device's route (losses.FAST_ROUTES); the two route
+# variants time each evaluation of the same estimator side by side, the measurement that
+# FAST_ROUTES records.
+_METHODS = ("mlp", "nmtune_exact", "nmtune_fast", "nmtune_fast_matmul", "nmtune_fast_eigh")
 
 
 def _sync(device: torch.device) -> None:
@@ -63,14 +69,25 @@ class _Tuner:
                                      lr=1e-3, weight_decay=1e-4)
         method_name = "exact" if method == "nmtune_exact" else "fast"
         self.loss_cfg = NMTuneLossConfig(svd_method=method_name)
-        self.state = SpectralState() if method == "nmtune_fast" else None
+        self.state = SpectralState() if method.startswith("nmtune_fast") else None
+        self.route = method.rsplit("_", 1)[1] if method.count("_") == 2 else None
         self.last_z: torch.Tensor | None = None
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         z = self.mlp(x)
         loss = nnf.cross_entropy(self.head(z), y)
         if self.method != "mlp":
-            reg, _ = nmtune_regularizer(x, z, self.loss_cfg, state=self.state)
+            kind = x.device.type
+            saved = losses.FAST_ROUTES.get(kind)
+            if self.route is not None:
+                losses.FAST_ROUTES[kind] = self.route
+            try:
+                reg, _ = nmtune_regularizer(x, z, self.loss_cfg, state=self.state)
+            finally:
+                if saved is None:
+                    losses.FAST_ROUTES.pop(kind, None)
+                else:
+                    losses.FAST_ROUTES[kind] = saved
             loss = loss + self.loss_cfg.lam * reg
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -83,7 +100,8 @@ def run(device: str = "cpu", steps: int = 200, batch: int = 256, dim: int = 512,
     """Wall time of ``steps`` MLP-tuning steps and NMTune steps (exact and fast SVD term).
 
     Returns ``{"mlp_s", "nmtune_exact_s", "nmtune_fast_s", "ratio_fast", "ratio_exact",
-    "max_rel_err", "device", "steps", "batch", "dim", "torch"}``: seconds for ``steps`` timed
+    "fast_route", "ratio_fast_matmul", "ratio_fast_eigh", "max_rel_err", "device", "steps",
+    "batch", "dim", "torch"}``: seconds for ``steps`` timed
     steps of each tuner (after 5 warm-up steps each), the ratios to MLP tuning, and the largest
     relative error of the fast SVD term against ``svdvals`` over the fast run's timed batches.
 
@@ -107,7 +125,7 @@ def run(device: str = "cpu", steps: int = 200, batch: int = 256, dim: int = 512,
     max_rel_err = 0.0
     cfg = tuners["nmtune_fast"].loss_cfg
     for b in range(blocks):
-        rotated = _METHODS[b % 3:] + _METHODS[:b % 3]
+        rotated = _METHODS[b % len(_METHODS):] + _METHODS[:b % len(_METHODS)]
         for method in rotated:
             tuner = tuners[method]
             for i in range(bounds[b], bounds[b + 1]):
@@ -131,6 +149,9 @@ def run(device: str = "cpu", steps: int = 200, batch: int = 256, dim: int = 512,
         "nmtune_fast_s": seconds["nmtune_fast"],
         "ratio_fast": seconds["nmtune_fast"] / seconds["mlp"],
         "ratio_exact": seconds["nmtune_exact"] / seconds["mlp"],
+        "fast_route": losses.fast_route(dev),
+        "ratio_fast_matmul": seconds["nmtune_fast_matmul"] / seconds["mlp"],
+        "ratio_fast_eigh": seconds["nmtune_fast_eigh"] / seconds["mlp"],
         "max_rel_err": max_rel_err,
         "device": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
         "steps": steps, "batch": batch, "dim": dim, "torch": torch.__version__,
