@@ -57,7 +57,7 @@ __all__ = ["Claim", "CLAIMS", "NOT_RUN_CLAIMS", "NOT_SCORED_CLAIMS", "FAMILIES",
            "POOLED_NOISE", "Interval", "Measurement", "ScoreRow",
            "VERDICTS", "VERDICT_RULE", "EXPERIMENT_OF", "PAPER_LAMBDA", "PAPER_NOISE", "SLIGHT_NOISE", "SCALE_ORDER",
            "t_interval", "verdict", "measure", "score", "render_markdown", "load_index",
-           "claim_sentences", "VERDICT_MEANING", "MIN_PRETRAIN_SEEDS", "OOD_SIGNAL_MARGIN",
+           "claim_sentences", "verdict_block", "minimum_detectable_effect", "VERDICT_MEANING", "MIN_PRETRAIN_SEEDS", "OOD_SIGNAL_MARGIN",
            "write_scorecard", "add_parser", "main_cli", "default_scorecard_path"]
 
 #: NMTune weight of the paper (Sec. 6.1); NMTune rows at other lambdas are slider runs.
@@ -1267,23 +1267,34 @@ def claim_sentences(claim_ids, scale: str, index: pd.DataFrame | None = None, *,
     return "\n".join(lines)
 
 
+def verdict_block(claim_ids, scale: str, index: pd.DataFrame | None = None) -> str:
+    """A chapter's verdict section: :func:`claim_sentences` under a line saying where the rule
+    comes from. Used by chapters 01, 02, 03 and 06."""
+    return ("The verdicts below are computed by `nml.scorecard` with the same fixed rule and the "
+            "same rows as the [reproduction scorecard](../book/scorecard.md) (a chapter and the "
+            "scorecard cannot disagree):\n\n" + claim_sentences(claim_ids, scale, index))
+
+
+def minimum_detectable_effect(row: ScoreRow, power: float = 0.8) -> float | None:
+    """The smallest true effect this many replicates would detect with probability ``power``
+    (two-sided 95 % t-test on the replicate-level effects, their measured spread taken as the
+    truth): ``(t(0.975, n-1) + t(power, n-1)) * sd / sqrt(n)``. None with fewer than 2
+    replicates. Used by chapter 02 (how small an ID bump the grid could see)."""
+    from scipy import stats
+    x = row.measurement.headline.to_numpy(dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return None
+    n, sd = len(x), float(np.std(x, ddof=1))
+    return float((stats.t.ppf(0.975, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n))
+
+
 def _control_note(r: ScoreRow) -> str:
     """What the MLP control says about an "NMTune beats LP" claim."""
     if r.control is not None and r.control.excludes_zero() and r.control.mean > 0:
         return (": the MLP head alone beats LP too, so this comparison says nothing about "
                 "NMTune's regularisers; NMTune minus MLP tuning is the claim that tests them.")
     return "."
-
-
-#: The chapter that shows each claim family (by id prefix; C claims by their first two
-#: characters), for the links between chapters and scorecard rows.
-CLAIM_CHAPTERS = {
-    "T": "01_noisy_pretraining", "C1": "02_linear_probe", "C2": "02_linear_probe",
-    "C3": "05_full_finetune", "C4": "03_feature_spectrum", "C5": "03_feature_spectrum",
-    "C6": "06_nmtune", "C7": "06_nmtune", "C8": "04_lora", "C9": "06_nmtune",
-    "K": "06_nmtune", "A": "08_asymmetric_noise", "N": "09_noisy_downstream",
-    "P": "07_practical_models", "B": "11_ablations",
-}
 
 
 def claim_anchor(cid: str, scale: str) -> str:
@@ -1402,10 +1413,8 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
             c = r.measurement.claim
             effect = r.headline.format(c.digits) if r.headline is not None else \
                 "not measured"
-            chapter = CLAIM_CHAPTERS.get(c.id[0] if c.id[0] != "C" else c.id[:2])
-            where = f" ([ch. {chapter[:2]}](../notebooks/{chapter}.ipynb))" if chapter else ""
             lines.append("| " + " | ".join(_cell_text(t) for t in (
-                f"<a href=\"#{claim_anchor(c.id, scale)}\">**{c.id}**</a> {c.title}{where}", c.effect,
+                f"**{c.id}** {c.title}", c.effect,
                 "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**")) + " |")
         lines += ["", f"### Details at the {scale} scale", ""]
         for r in rows:

@@ -134,37 +134,15 @@ fig = plots.accuracy_vs_noise(
 plots.show(fig)
 
 # %% [markdown]
-# ## What this scale shows
+# ## Verdict
+#
+# Scored by the scorecard's rule from the same rows; the replicate is the pre-training seed, and
+# a scale with fewer than three of them cannot test a claim about pre-training noise.
 
 # %% tags=["remove-input"]
-means = accuracy.groupby(["backbone", "noise"])["value"].mean().unstack("noise")
-lines = []
-for name, row in means.iterrows():
-    drops = np.diff(row.to_numpy())
-    trend = ("falls at every step" if (drops < 0).all() else
-             "does not fall at every step" if (drops > 0).any() else "never rises")
-    lines.append(f"- `{name}`: {row.iloc[0]:.1f} % clean, {row.iloc[-1]:.1f} % at "
-                 f"{row.index[-1] * 100:g} % noise (a drop of {row.iloc[0] - row.iloc[-1]:.1f} "
-                 f"points, {100 * (row.iloc[0] - row.iloc[-1]) / row.iloc[0]:.0f} % relative); "
-                 f"accuracy {trend} as noise grows.")
-relative = ((means.iloc[:, 0] - means.iloc[:, -1]) / means.iloc[:, 0]).sort_values()
-lines.append(
-    f"\nThe paper's ResNet-50 loses 6.85 points (9 % relative) from 0 to 30 % noise and its "
-    f"ViT-B-16 10.58 points (13 %). Here, from 0 to {means.columns[-1] * 100:g} % noise, the "
-    f"relative drop is largest for "
-    f"`{relative.index[-1]}` ({100 * relative.iloc[-1]:.0f} %)"
-    + (f" and smallest for `{relative.index[0]}` ({100 * relative.iloc[0]:.0f} %)."
-       if len(relative) > 1 else "."))
-vits = [b for b in relative.index if "vit" in b]
-convs = [b for b in relative.index if "vit" not in b]
-if vits and convs:
-    vit_worse = relative[vits].min() > relative[convs].max()
-    lines.append(f"The paper's observation that the ViT degrades more with noise than the ResNet "
-                 f"{'shows' if vit_worse else 'does not show'} at this scale.")
-if n_seeds == 1:
-    lines.append("\nWith one pre-training seed there is no seed spread: differences of a point or "
-                 "two between noise levels are within what another seed could change.")
-display(Markdown("\n".join(lines)))
+from nml.scorecard import verdict_block
+
+display(Markdown(verdict_block(("T1",), pipe.scale.name)))
 
 # %% [markdown]
 # ## CLIP pre-training with noisy captions (the CLIP column of Table 1)

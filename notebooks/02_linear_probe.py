@@ -168,54 +168,25 @@ display(plots.readable_table(effects.pivot_table(
     "Table 2.2: accuracy difference from the clean pre-trained model (points)"))
 
 
+# %% [markdown]
+# ## Verdicts
+#
+# The two observations as the scorecard scores them, from the same rows and by the same rule
+# (full training data; OOD tasks whose clean model probes at chance are left out and listed).
+# Then the power of this grid: the smallest ID benefit of slight noise that its replicates would
+# detect 80 % of the time, given their measured spread, so that a "not reproduced" or an
+# "inconclusive" reads as what it is.
+
 # %% tags=["remove-input"]
-def verdict_id(part):
-    """Slight noise (5 or 10 %) helps ID: a positive difference whose interval excludes 0."""
-    slight = part[part["noise"] <= 0.1 + 1e-9]
-    if slight.empty:
-        return "no slight-noise level (5-10 %) at this scale", slight
-    if (slight["lo"] > 0).any():
-        return "**shows**", slight
-    if (slight["diff"] > 0).any():
-        return "points that way, but the interval includes 0 (**not shown**)", slight
-    return "**does not show** (slight noise lowered ID accuracy)", slight
+from nml import scorecard
 
-
-def verdict_ood(rows, part):
-    """OOD degrades monotonically: means fall at every noise step, and every level < clean."""
-    means = rows.groupby("noise")["value"].mean().sort_index().to_numpy()
-    monotone = bool((np.diff(means) < 0).all())
-    below = bool((part["hi"] < 0).all())
-    if monotone and below:
-        return "**shows** (falls at every step; every noisy model is below clean)"
-    if monotone:
-        return ("falls at every step, but not every difference from clean has an interval "
-                "below 0 (**partly**)")
-    return "**does not show** (the mean does not fall at every step)"
-
-
-lines = []
-for b in effects["backbone"].unique():
-    for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
-        if rows is None:
-            continue
-        part = effects[(effects["kind"] == kind) & (effects["backbone"] == b)
-                       & (effects["fraction"] == full)]
-        sel = rows[(rows["backbone"] == b) & (rows["fraction"] == full)]
-        if kind == "ID":
-            text, slight = verdict_id(part)
-            numbers = "; ".join(f"{v * 100:g} %: {plots.format_effect(r)}"
-                                for v, r in zip(slight["noise"], slight.to_dict("records")))
-            lines.append(f"- `{b}`, ID, {full * 100:g} % of the data: slight noise helps? "
-                         f"{text}. {numbers}.")
-        else:
-            numbers = "; ".join(f"{v * 100:g} %: {plots.format_effect(r)}"
-                                for v, r in zip(part["noise"], part.to_dict("records")))
-            lines.append(f"- `{b}`, OOD, {full * 100:g} % of the data: degrades monotonically? "
-                         f"{verdict_ood(sel, part)}. {numbers}.")
-display(Markdown("\n".join(lines) + (
-    "\n\nThe verdicts use the full training data; Table 2.2 has every fraction. "
-    + ("With one pre-training seed the intervals cover LP seeds only: they say how "
-       "repeatable the probe is on *these* models, not how another pre-training run would "
-       "differ." if n_pretrain == 1 else
-       "The runs of a point mix pre-training and LP seeds, so the interval covers both."))))
+display(Markdown(scorecard.verdict_block(("C1", "C2"), pipe.scale.name)))
+c1 = scorecard.score(scorecard.load_index(), "C1", pipe.scale.name)
+mde = scorecard.minimum_detectable_effect(c1)
+display(Markdown(
+    "**Power.** " + (
+        f"With {c1.headline.n} replicates ({c1.measurement.replicate}) and their measured "
+        f"spread, this grid detects (80 % power, 95 % two-sided) an ID benefit of slight noise of "
+        f"**{mde:.2f} points** or more; a true bump smaller than that can hide in an "
+        f"\"inconclusive\"." if mde is not None else
+        "One replicate: no spread to size the smallest detectable effect.")))

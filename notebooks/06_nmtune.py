@@ -130,66 +130,19 @@ for bb in sorted(avg["backbone"].unique()):
 
 
 # %% [markdown]
-# What the figures say, read from the stored numbers (the means over seeds; "±" is the 95%
-# interval of the mean):
+# ## Verdicts
+#
+# The paper's claims for this figure, scored from the same rows by the same rule as the
+# scorecard. "NMTune beats LP" is always read beside its control, the same MLP head without the
+# three terms: where the MLP alone gains as much, the gain is the head's, and only "NMTune beats
+# MLP tuning" tests the regularisers. The clean model being best under NMTune counts as a
+# rectification only where it was not already best under LP.
 
 # %% tags=["remove-input"]
-def value(bb, kind, metric, method, nz):
-    sel = summary[(summary["backbone"] == bb) & (summary["kind"] == kind)
-                  & (summary["metric"] == metric) & (summary["method"] == method)
-                  & np.isclose(summary["noise"], nz)]
-    return sel.iloc[0] if len(sel) else None
+from nml.scorecard import verdict_block
 
-
-def pm(cell, digits=1):
-    return "n/a" if cell is None else f"{cell['mean']:.{digits}f} ± {cell['err']:.{digits}f}"
-
-
-best = plots.best_noise(summary[summary["metric"] == "accuracy"],
-                        by=["backbone", "kind", "method"])
-noisy = params.noise
-lines = []
-for bb in sorted(avg["backbone"].unique()):
-    b = best[(best["backbone"] == bb) & (best["kind"] == "ID")].set_index("method")
-    name = plots.BACKBONE_LABELS.get(bb, bb)
-    if not {"lp", "mlp", "nmtune"} <= set(b.index):
-        continue
-    rectified = b.loc["nmtune", "clean_is_best"]
-    lines.append(
-        f"- **{name}, ID.** The best pre-training noise level for ID accuracy is "
-        f"{b.loc['lp', 'best_noise']:.0%} with LP, {b.loc['mlp', 'best_noise']:.0%} with MLP "
-        f"tuning and {b.loc['nmtune', 'best_noise']:.0%} with NMTune. "
-        + ("The clean model is already the best with LP, so there is no noise benefit for "
-           "NMTune to rectify at this scale (the paper's ID premise, slight noise helping LP, "
-           "does not show)." if b.loc["lp", "clean_is_best"] and rectified else
-           "With NMTune the clean model is the best one: the paper's *rectification* shows here."
-           if rectified else
-           f"With NMTune the clean model is **not** the best one (clean "
-           f"{b.loc['nmtune', 'clean_mean']:.1f}% vs {b.loc['nmtune', 'best_mean']:.1f}% at "
-           f"{b.loc['nmtune', 'best_noise']:.0%} noise): the rectification claim does not show "
-           f"at this scale.")
-        + f" On the {noisy:.0%} noisy model: LP {pm(value(bb, 'ID', 'accuracy', 'lp', noisy))}, "
-        f"MLP {pm(value(bb, 'ID', 'accuracy', 'mlp', noisy))}, NMTune "
-        f"{pm(value(bb, 'ID', 'accuracy', 'nmtune', noisy))} % accuracy; SVE LP "
-        f"{pm(value(bb, 'ID', 'sve', 'lp', noisy), 3)}, MLP "
-        f"{pm(value(bb, 'ID', 'sve', 'mlp', noisy), 3)}, NMTune "
-        f"{pm(value(bb, 'ID', 'sve', 'nmtune', noisy), 3)}.")
-    ood = {m: [value(bb, "OOD", "accuracy", m, nz) for nz in sorted(avg["noise"].unique())]
-           for m in ("lp", "mlp", "nmtune")}
-    if all(c is not None for cells in ood.values() for c in cells):
-        mean_of = {m: float(np.mean([c["mean"] for c in cells])) for m, cells in ood.items()}
-        lines.append(
-            f"- **{name}, OOD.** Averaged over the noise levels, NMTune reaches "
-            f"{mean_of['nmtune']:.1f}% against {mean_of['mlp']:.1f}% for MLP tuning and "
-            f"{mean_of['lp']:.1f}% for LP ("
-            + ("NMTune ahead of both, as the paper reports" if mean_of["nmtune"] >
-               max(mean_of["mlp"], mean_of["lp"]) else
-               "NMTune **not** ahead of both: the paper's OOD gain does not show at this scale")
-            + f"). LSVR on the {noisy:.0%} noisy model: LP "
-            f"{pm(value(bb, 'OOD', 'lsvr', 'lp', noisy), 3)}, MLP "
-            f"{pm(value(bb, 'OOD', 'lsvr', 'mlp', noisy), 3)}, NMTune "
-            f"{pm(value(bb, 'OOD', 'lsvr', 'nmtune', noisy), 3)}.")
-display(Markdown("\n".join(lines)))
+display(Markdown(verdict_block(("C6a", "C6b", "C6c", "C6d", "C7", "C9a", "C9b", "C9c"),
+                               pipe.scale.name)))
 
 # %% [markdown]
 # ## The λ explorer

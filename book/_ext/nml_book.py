@@ -83,6 +83,9 @@ CLAIM_FIGURES = {
     "C3a": (("fig-4-2",), "04_lora"), "C3b": (("fig-5-2",), "05_full_finetune"),
     "C3c": (("fig-5-2",), "05_full_finetune"),
     "C4": (("fig-3-4",), "03_feature_spectrum"), "C5": (("fig-3-5",), "03_feature_spectrum"),
+    "C4A": (("fig-3-4",), "03_feature_spectrum"), "C5A": (("fig-3-5",), "03_feature_spectrum"),
+    "K4A": (("fig-3-6",), "03_feature_spectrum"), "K5A": (("fig-3-6",), "03_feature_spectrum"),
+    **{c: (("fig-6-1",), "06_nmtune") for c in ("C9a", "C9b", "C9c", "C9aA", "C9bA", "C9cA")},
     **{c: (("fig-6-1",), "06_nmtune") for c in ("C6a", "C6b", "C6c", "C6d", "C7")},
     **{c: (("fig-4-1",), "04_lora") for c in ("C8a", "C8b", "C8c")},
     **{c: (("fig-3-6",), "03_feature_spectrum") for c in ("K2", "K3", "K4", "K5")},
@@ -95,7 +98,7 @@ CLAIM_FIGURES = {
     "B3": (("fig-11-2",), "11_ablations"), "B4": (("fig-11-2",), "11_ablations"),
 }
 
-_CLAIM_CELL = re.compile(r"(<td[^>]*>\s*(?:<p>)?\s*)<strong>([A-Z]\d+[a-d]?)</strong>")
+_CLAIM_CELL = re.compile(r"(<td[^>]*>\s*(?:<p>)?\s*)<strong>([A-Z]\d+[a-d]?A?)</strong>")
 
 
 def link_claims(body: str, labels: dict, pathto) -> str:
