@@ -150,6 +150,10 @@ def _cmd_bench(args) -> None:
     kwargs = {"device": args.device, "steps": args.steps}
     if args.which == "nmtune-speed":
         kwargs = {"device": args.device or "cpu", "steps": args.steps or 200}
+    if args.backbone is not None:
+        if args.which != "pretrain":
+            raise ConfigError("--backbone applies to `bench pretrain` only")
+        kwargs["backbone"] = args.backbone
     if args.store:
         from .results import ResultStore
         unit = run_and_store(args.which, store=ResultStore(args.results), **kwargs)
@@ -299,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks measured side by side in one run")
     p.add_argument("which", choices=["nmtune-speed", "blackbox-cache", "pretrain"])
     p.add_argument("--device", default=None, help="cpu | cuda")
+    p.add_argument("--backbone", default=None,
+                   help="bench pretrain: the backbone to time (default resnet18_cifar; the "
+                        "CPU scales train resnet18_cifar_narrow)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--store", action="store_true",
                    help="keep the timing in the result store (experiment 'runtime') for "

@@ -237,10 +237,10 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     from tqdm.auto import tqdm
 
     from .data import augment, to_float
-    from .pretrain import (PretrainResult, _AUGMENT, _ORDER, _TORCH, _channel_stats,
-                           _load_data, _make_optimizer, _make_scheduler, _resume, _stream_seed,
-                           _write_checkpoint, checkpoint_path, default_optimizer,
-                           resolve_device)
+    from .training import (AUGMENT_STREAM, ORDER_STREAM, TORCH_STREAM, PretrainResult,
+                           channel_stats, checkpoint_path, default_optimizer, load_upstream,
+                           make_optimizer, make_scheduler, resolve_device, resume_checkpoint,
+                           stream_seed, write_checkpoint)
 
     if cfg.noise_type != "symmetric" or cfg.noise_classes:
         raise ConfigError("CLIP pre-training noise is caption swapping between random pairs; "
@@ -251,13 +251,13 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
         raise ConfigError("CLIP pre-training runs in one process; launch it without torchrun")
     wall_start = time.perf_counter()
     device = resolve_device(device)
-    train, test = _load_data(cfg, root)
+    train, test = load_upstream(cfg, root)
     texts = class_texts(cfg.dataset, train.classes)
     num_templates = len(caption_templates())
     caption_ids, moved = _captions(train.labels.numpy(), num_templates, cfg.noise, cfg.seed)
     noise_rate = float(moved.mean()) if len(moved) else 0.0
     mismatch = float(np.mean(caption_ids // num_templates != train.labels.numpy()))
-    mean, std = _channel_stats(cfg.dataset, train.images)
+    mean, std = channel_stats(cfg.dataset, train.images)
     image_size = int(train.images.shape[-1])
 
     torch.manual_seed(cfg.seed)
@@ -267,17 +267,17 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
         raise DataError(f"a caption of {cfg.dataset} is longer than the text tower's context "
                         f"({tokens.shape[1]} tokens); raise context_length in its config")
     opt_name, lr, wd = default_optimizer(cfg)
-    optimizer = _make_optimizer(backbone, opt_name, lr, wd)
+    optimizer = make_optimizer(backbone, opt_name, lr, wd)
     steps_per_epoch = len(train) // cfg.batch_size
     if steps_per_epoch == 0:
         raise DataError(f"{cfg.dataset} has {len(train)} training images, fewer than one batch "
                         f"of {cfg.batch_size}; lower batch_size or raise train_fraction")
-    scheduler = _make_scheduler(optimizer, cfg.epochs * steps_per_epoch,
+    scheduler = make_scheduler(optimizer, cfg.epochs * steps_per_epoch,
                                 cfg.warmup_epochs * steps_per_epoch)
     loss_fn = open_clip.ClipLoss()
 
     ckpt_file = checkpoint_path(cfg, checkpoint_dir) if checkpoint_dir is not None else None
-    start_epoch, history, final_accuracy = _resume(ckpt_file, cfg, device, backbone, optimizer,
+    start_epoch, history, final_accuracy = resume_checkpoint(ckpt_file, cfg, device, backbone, optimizer,
                                                    scheduler)
     end_epoch = cfg.epochs if stop_after_epoch is None else max(stop_after_epoch, start_epoch)
 
@@ -305,11 +305,11 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     for epoch in epochs:
         epoch_start = time.perf_counter()
         backbone.train()
-        torch.manual_seed(_stream_seed(cfg.seed, epoch, _TORCH))
+        torch.manual_seed(stream_seed(cfg.seed, epoch, TORCH_STREAM))
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(
-            _stream_seed(cfg.seed, epoch, _ORDER))).to(device)
+            stream_seed(cfg.seed, epoch, ORDER_STREAM))).to(device)
         aug_gen = torch.Generator(device=device).manual_seed(
-            _stream_seed(cfg.seed, epoch, _AUGMENT))
+            stream_seed(cfg.seed, epoch, AUGMENT_STREAM))
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             batch = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -348,7 +348,7 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
         epochs.set_postfix(loss=f"{history[-1]['loss']:.3f}")
         accuracy = evaluate() if epoch + 1 == cfg.epochs else None
         if ckpt_file is not None:
-            _write_checkpoint(ckpt_file, cfg, epoch + 1, backbone, optimizer, scheduler,
+            write_checkpoint(ckpt_file, cfg, epoch + 1, backbone, optimizer, scheduler,
                               history, noise_rate, mean, std, accuracy)
         if accuracy is not None:
             final_accuracy = accuracy

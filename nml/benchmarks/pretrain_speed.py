@@ -38,11 +38,11 @@ def _images(dataset: str | None, count: int, image_size: int, seed: int, root):
         labels = torch.randint(0, 100, (count,), generator=gen)
         return images, labels, 100, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     from ..data import load_images
-    from ..pretrain import _channel_stats
+    from ..training import channel_stats
 
     data = load_images(dataset, "train", root=root, image_size=image_size)
     n = min(count, len(data))
-    mean, std = _channel_stats(dataset, data.images)
+    mean, std = channel_stats(dataset, data.images)
     return data.images[:n], data.labels[:n], len(data.classes), mean, std
 
 
@@ -68,7 +68,8 @@ def run(device: str | None = None, backbone: str = "resnet18_cifar", steps: int 
     from torch.utils.data import DataLoader, Dataset
 
     from ..models import build_backbone
-    from ..pretrain import _make_optimizer, _make_scheduler, _TrainStep, resolve_device
+    from ..training import (TrainStep, cpu_supports_bf16, make_optimizer, make_scheduler,
+                            resolve_device)
 
     dev = resolve_device(device)
     on_gpu = dev.type == "cuda"
@@ -89,41 +90,48 @@ def run(device: str | None = None, backbone: str = "resnet18_cifar", steps: int 
         return build_backbone(backbone, num_classes, image_size=size).to(dev).train()
 
     def fresh_optim(model):
-        opt = _make_optimizer(model, "sgd", 0.1 * batch_size / 128, 5e-4)
-        return opt, _make_scheduler(opt, total, 0)
+        opt = make_optimizer(model, "sgd", 0.1 * batch_size / 128, 5e-4)
+        return opt, make_scheduler(opt, total, 0)
 
     # ---- nml: uint8 images on the device, batched augmentation there ------------------------
-    model = fresh_model()
-    if on_gpu:
-        model = model.to(memory_format=torch.channels_last)
-    opt, sched = fresh_optim(model)
-    train_model = torch.compile(model) if compile else model
-    step = _TrainStep(train_model, opt, sched, mean=mean, std=std, device=dev, augment=True,
-                      label_smoothing=0.0)
+    # On a CPU with native bf16, nml's float32 path and its bf16 + channels-last path
+    # (PretrainConfig.precision="bf16") are both timed, side by side with the plain loop.
     dev_images, dev_labels = images.to(dev), labels.to(dev)
-    aug_gen = torch.Generator(device=dev).manual_seed(seed)
-    order_gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=order_gen).to(dev)
-    position = 0
+    precisions = ["bf16"] if on_gpu else (["fp32", "bf16"] if cpu_supports_bf16() else ["fp32"])
 
-    def nml_step():
-        nonlocal order, position
-        if position + batch_size > n:
-            order, position = torch.randperm(n, generator=order_gen).to(dev), 0
-        batch = order[position:position + batch_size]
-        position += batch_size
-        step(dev_images[batch], dev_labels[batch], aug_gen)
+    def time_nml(bf16: bool) -> float:
+        model = fresh_model()
+        if bf16:
+            model = model.to(memory_format=torch.channels_last)
+        opt, sched = fresh_optim(model)
+        train_model = torch.compile(model) if compile else model
+        step = TrainStep(train_model, opt, sched, mean=mean, std=std, device=dev, augment=True,
+                         label_smoothing=0.0, bf16=bf16)
+        aug_gen = torch.Generator(device=dev).manual_seed(seed)
+        order_gen = torch.Generator().manual_seed(seed)
+        order, position = torch.randperm(n, generator=order_gen).to(dev), 0
 
-    for _ in range(warmup_steps):
-        nml_step()
-    _sync(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        nml_step()
-    float(step.loss_sum)   # wait for the last step
-    _sync(dev)
-    nml_seconds = time.perf_counter() - start
-    del model, opt, sched, step, train_model, dev_images
+        def nml_step():
+            nonlocal order, position
+            if position + batch_size > n:
+                order, position = torch.randperm(n, generator=order_gen).to(dev), 0
+            batch = order[position:position + batch_size]
+            position += batch_size
+            step(dev_images[batch], dev_labels[batch], aug_gen)
+
+        for _ in range(warmup_steps):
+            nml_step()
+        _sync(dev)
+        start = time.perf_counter()
+        for _ in range(steps):
+            nml_step()
+        float(step.loss_sum)   # wait for the last step
+        _sync(dev)
+        return time.perf_counter() - start
+
+    nml_seconds_by = {p: time_nml(p == "bf16") for p in precisions}
+    nml_seconds = nml_seconds_by[precisions[-1]]   # nml's fastest path on this device
+    del dev_images
 
     # ---- plain: PIL images through a torchvision DataLoader ---------------------------------
     class PILImages(Dataset):
@@ -183,10 +191,16 @@ def run(device: str | None = None, backbone: str = "resnet18_cifar", steps: int 
               "plain_amp": plain_amp, "compile": compile,
               "nml_images_per_s": nml_rate, "plain_images_per_s": plain_rate,
               "speedup": nml_rate / plain_rate,
-              "nml_seconds_per_epoch_50k": 50_000 / nml_rate, "torch": torch.__version__}
+              "nml_seconds_per_epoch_50k": 50_000 / nml_rate, "torch": torch.__version__,
+              "nml_images_per_s_by_precision": {p: steps * batch_size / t
+                                                for p, t in nml_seconds_by.items()}}
+    if "fp32" in nml_seconds_by and "bf16" in nml_seconds_by:
+        result["bf16_over_fp32"] = nml_seconds_by["fp32"] / nml_seconds_by["bf16"]
     print(f"pre-training throughput, {backbone} at {size} px, batch {batch_size}, {dev}: "
           f"nml {nml_rate:,.0f} img/s, plain DataLoader loop {plain_rate:,.0f} img/s "
-          f"({num_workers} workers), ratio {nml_rate / plain_rate:.2f}")
+          f"({num_workers} workers), ratio {nml_rate / plain_rate:.2f}"
+          + (f"; nml bf16 + channels-last / nml float32: {result['bf16_over_fp32']:.2f}x"
+             if "bf16_over_fp32" in result else ""))
     if not math.isfinite(result["speedup"]):
         raise RuntimeError("pretrain_speed measured a zero time; raise steps")
     return result
