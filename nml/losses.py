@@ -404,7 +404,12 @@ def _fast_factors_eigh(z: torch.Tensor, top_k: int, ns_steps: int, ns_floor: flo
     # every s_j below sqrt(eps) s_1 = 2.4e-4 s_1 (the matmul route resolves them to ns_floor).
     x64 = x.double()
     tiny = torch.finfo(x64.dtype).tiny
-    lam, w = torch.linalg.eigh(x64.mT @ x64)             # ascending
+    try:
+        lam, w = torch.linalg.eigh(x64.mT @ x64)         # ascending
+    except torch.linalg.LinAlgError:
+        # LAPACK gives up on a Gram with inf / huge entries (a diverging run): the matmul route
+        # computes the same estimate without it, and the divergence guards then name the cause.
+        return _fast_factors(z, top_k, 10, ns_steps, ns_floor, state)
     lam = lam.clamp_min(0.0)
     lmax = lam[-1]
     power = 2 ** (_POWER_SQUARINGS + 1)                  # ||G^64||_F = (sum lam^128)^(1/2)

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import sys
-from pathlib import Path
 
 import torch
 
 from nml.experiments import Pipeline
-from nml.results import ResultStore, atomic_write_bytes
+from nml.results import ResultStore, atomic_write_bytes, decode_record, encode_record
 from nml.tune import BLACKBOX_METHODS, TuneConfig, downstream_train_labels
 
 METRIC = "train_noise_rate"
@@ -52,7 +50,7 @@ def migrate(store: ResultStore, data_root=None) -> int:
     pipes: dict = {}
     changed = 0
     for path in sorted(store.root.glob("*/*.json")):
-        record = json.loads(path.read_text())
+        record = decode_record(path.read_bytes())
         config = record.get("config")
         tune = config.get("tune") if isinstance(config, dict) else None
         if not isinstance(tune, dict) or not tune.get("label_noise"):
@@ -68,7 +66,7 @@ def migrate(store: ResultStore, data_root=None) -> int:
         record.setdefault("info", {}).setdefault("migrations", []).append(
             {"added": f"row {METRIC}", "by": "scripts/add_downstream_noise_rates.py",
              "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-        atomic_write_bytes(path, json.dumps(record, indent=1).encode())
+        atomic_write_bytes(path, encode_record(record))
         store.reindex_unit(path.parent.name, path.stem)
         changed += 1
         print(f"{path.parent.name}/{path.stem}: {METRIC} = {row['value']:.6f}", flush=True)

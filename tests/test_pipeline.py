@@ -124,7 +124,7 @@ def test_cli_replays_stored_unit(tiny_store):
                "--task", "synthetic_id")
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert {r["metric"] for r in rows} == {"sve", "lsvr"} and "replayed" in out.stderr
+    assert {r["metric"] for r in rows} == {"sve", "lsvr", "sve_authors", "lsvr_authors"} and "replayed" in out.stderr
 
 
 def test_downstream_label_noise_units_store_the_realised_rate(tiny_store):
