@@ -77,7 +77,7 @@ __all__ = [
     # captions and display
     "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "figure_caption",
     "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
-    "human_label",
+    "human_label", "log_ticks",
     "palette_color",
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
@@ -555,6 +555,37 @@ def _as_spectrum(values, name: str) -> np.ndarray:
     return s
 
 
+def log_ticks(lo: float, hi: float) -> dict:
+    """Ticks of a log axis over ``[lo, hi]`` (data units) written out in full: ``{"tickvals",
+    "ticktext"}`` for ``fig.update_yaxes(**log_ticks(lo, hi))``.
+
+    plotly labels the minor ticks of a short log axis with their leading digit only ("2", "5"
+    between 10 and 100 read as values 2 and 5), and a tall one with a label at every digit,
+    which crowds a phone's 250 px panel. Here: 1-2-5 steps over up to about two decades, 1-3
+    steps over up to four, one tick per decade beyond; every label the value itself ("200").
+
+    Used by :func:`spectrum_figure` and :func:`lambda_slider_figure` (chapters 03_feature_spectrum,
+    06_nmtune).
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0:
+        return {}
+    lo, hi = min(lo, hi), max(lo, hi)
+    span = math.log10(hi / lo) if hi > lo else 0.0
+    for mantissas in ([1, 2, 5], [1, 3], [1]) if span > 1.2 else ([1, 2, 3, 5], [1, 2, 5]):
+        vals = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1,
+                                             math.ceil(math.log10(hi)) + 1) for m in mantissas]
+        vals = [v for v in vals if lo <= v * (1 + 1e-9) and v <= hi * (1 + 1e-9)]
+        if len(vals) <= 7:
+            break
+    if len(vals) < 2:  # less than a 1-2-5 step apart: the two ends, rounded
+        vals = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+
+    def text(v: float) -> str:
+        return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-") if (v >= 1e5 or v < 1e-3) \
+            else f"{v:g}"
+    return {"tickvals": vals, "ticktext": [text(v) for v in vals]}
+
+
 def spectrum_figure(spectra: Mapping, *, title: str | None = None,
                     caption: str | None = None,
                     y_title: str = "singular value σ (log scale)") -> go.Figure:
@@ -596,6 +627,12 @@ def spectrum_figure(spectra: Mapping, *, title: str | None = None,
             ), row=1, col=col)
             fig.update_yaxes(type="log", row=1, col=col)
             fig.update_xaxes(title_text="singular value index", row=1, col=col)
+    for col, g in enumerate(names, start=1):
+        values = np.concatenate([np.asarray(gr[g], dtype=float) for gr in groups.values()])
+        values = values[values > 0]
+        if values.size:
+            fig.update_yaxes(**log_ticks(float(values.min()), float(values.max())),
+                             row=1, col=col)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.update_layout(title=title or "singular value spectrum of the features",
                       height=DEFAULT_HEIGHT, template="plotly_white")
@@ -607,6 +644,10 @@ def spectrum_figure(spectra: Mapping, *, title: str | None = None,
 # --------------------------------------------------------------------------------------------
 # Lambda slider (NMTune)
 # --------------------------------------------------------------------------------------------
+
+#: Axis titles of the metrics the chapters plot (values in percent are stored in percent).
+_METRIC_TITLES = {"accuracy": "accuracy (%)", "f1": "macro-F1 (%)"}
+
 
 def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: str = "lam",
                          metric: str | None = "accuracy", group_by: Sequence[str] = ("task",),
@@ -667,7 +708,8 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
         return [_as_spectrum(spectra_by_lam[lam][k], _label(k)) for k in noise_keys]
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
-                        subplot_titles=(f"{metric or 'value'} vs noise", "spectrum of Z"))
+                        subplot_titles=(f"{_METRIC_TITLES.get(metric, metric or 'value')} at this λ",
+                                        "spectrum of Z at this λ"))
     first_acc, first_spec = acc_arrays(lams[active]), spec_arrays(lams[active])
     for i, (key, (x, y, err, n)) in enumerate(zip(group_keys, first_acc)):
         name = " / ".join(str(k) for k in key)
@@ -691,10 +733,12 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
     pad = 0.05 * (hi - lo) if hi > lo else 0.01 * max(abs(hi), 1.0)
     all_s = np.concatenate([s for lam in lams for s in spec_arrays(lam)])
     positive = all_s[all_s > 0]
-    fig.update_yaxes(range=[lo - pad, hi + pad], title_text=metric or "value", row=1, col=1)
+    fig.update_yaxes(range=[lo - pad, hi + pad], title_text=_METRIC_TITLES.get(metric, metric or "value"),
+                     row=1, col=1)
     if positive.size:
         fig.update_yaxes(type="log", range=[math.log10(positive.min()) - 0.1,
-                                            math.log10(positive.max()) + 0.1], row=1, col=2)
+                                            math.log10(positive.max()) + 0.1], row=1, col=2,
+                         **log_ticks(float(positive.min()), float(positive.max())))
     else:
         fig.update_yaxes(type="log", row=1, col=2)
     fig.update_yaxes(title_text="singular value σ", row=1, col=2)

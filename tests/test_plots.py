@@ -162,6 +162,28 @@ def test_lambda_slider_steps_each_change_accuracy_and_spectrum():
     json.dumps(slider.steps[0].args[0])
 
 
+def test_log_axes_label_their_ticks_with_full_values():
+    # plotly writes a short log axis's minor ticks as "2", "5" (read as 2 and 5, not 200 and
+    # 500); log_ticks writes every label as its value, few enough for a phone's panel.
+    ticks = plots.log_ticks(20.0, 400.0)
+    assert ticks["ticktext"] == ["20", "50", "100", "200"]
+    assert ticks["tickvals"] == pytest.approx([20, 50, 100, 200])
+    wide = plots.log_ticks(1.2, 1500.0)
+    assert wide["ticktext"] == ["3", "10", "30", "100", "300", "1000"]
+    assert plots.log_ticks(1e-4, 1.0)["ticktext"] == ["1e-4", "0.001", "0.01", "0.1", "1"]
+    assert len(plots.log_ticks(3.0, 3.5)["tickvals"]) == 2
+    assert plots.log_ticks(0.0, 1.0) == {}
+    fig = plots.spectrum_figure({0.0: _spectrum(600, 0.01)})
+    for axis in ("yaxis", "yaxis2", "yaxis3"):
+        vals = fig.layout[axis].tickvals
+        assert 2 <= len(vals) <= 9 and len(fig.layout[axis].ticktext) == len(vals)
+    df, spectra = _slider_inputs()
+    fig = plots.lambda_slider_figure(df, spectra)
+    assert fig.layout.yaxis.title.text == "accuracy (%)"
+    lo, hi = (10 ** r for r in fig.layout.yaxis2.range)
+    assert all(lo <= v <= hi for v in fig.layout.yaxis2.tickvals)
+
+
 def test_lambda_slider_bad_input():
     df, spectra = _slider_inputs()
     with pytest.raises(NMLError, match="no spectra"):
