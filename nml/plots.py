@@ -130,7 +130,9 @@ def caption(*, scale: str, data: str, model: str, epochs: int | str | None = Non
         parts.append(f"{epochs} epoch{'' if str(epochs) == '1' else 's'}")
     if seeds is not None:
         # "1 seed", "1 pre-training seed", "3 pre-training seeds"
-        one = re.match(r"1(\D|$)", str(seeds).strip()) is not None
+        # singular only when every count in it is 1 ("1 pre-training x 3 LP" is 3 seeds)
+        counts = re.findall(r"\d+", str(seeds))
+        one = bool(counts) and all(c == "1" for c in counts)
         parts.append(f"{seeds} seed{'' if one else 's'}")
     if error is not None:
         parts.append("error bars: " + _error_label(error))
@@ -1004,7 +1006,9 @@ def human_label(value, column: str | None = None) -> str:
 
     Methods, backbones and tasks by :data:`METHOD_LABELS`, :data:`BACKBONE_LABELS`,
     :data:`TASK_LABELS`; with ``column`` "noise" / "label_noise" a ratio reads
-    "10 % noise" / "10 % downstream noise". Anything else is returned as text.
+    "10 % noise" / "10 % downstream noise"; with ``column`` "test_set" a target domain or
+    corruption reads as words ("art painting", "all corruptions at severity 5"). Anything else
+    is returned as text.
 
     Used by every chapter's figures and tables (through the figure helpers and
     :func:`readable_table`).
@@ -1013,6 +1017,15 @@ def human_label(value, column: str | None = None) -> str:
         return f"{float(value) * 100:g} % {'noise' if column == 'noise' else 'downstream noise'}"
     if column == "fraction" and isinstance(value, (int, float, np.number)):
         return f"{float(value) * 100:g} % of the training data"
+    if column == "test_set" and isinstance(value, str):
+        # "art_painting" -> "art painting"; collapse_corruptions' "corrupted @ 5" -> severity
+        severity = re.fullmatch(r"corrupted @ (\d+)", value)
+        if severity:
+            return f"all corruptions at severity {severity.group(1)}"
+        if "@" in value:
+            name, level = value.split("@", 1)
+            return f"{name.replace('_', ' ')} at severity {level}"
+        return {"mean": "mean over targets"}.get(value, value.replace("_", " "))
     if isinstance(value, str):
         for table in (METHOD_LABELS, BACKBONE_LABELS, TASK_LABELS):
             if value in table:

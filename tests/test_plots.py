@@ -536,3 +536,15 @@ def test_compare_variants_pairs_by_seed_and_says_not_stored():
     spec = table[table["metric"] == "sve_authors"].iloc[0]
     assert spec["paper"] == "not stored" and spec["authors − paper"] == "not stored"
     assert spec["authors"].startswith("2.00 ± 0.00")
+
+
+def test_captions_count_seeds_and_name_test_sets_in_words():
+    # "1 pre-training x 3 LP" is three seeds, not one ("3 LP seed" read as a typo)
+    assert plots.caption(scale="cpu", data="d", model="m",
+                         seeds="1 pre-training x 3 LP").endswith("1 pre-training x 3 LP seeds")
+    assert plots.caption(scale="cpu", data="d", model="m", seeds=1).endswith("· 1 seed")
+    assert plots.caption(scale="cpu", data="d", model="m",
+                         seeds="1 pre-training").endswith("1 pre-training seed")
+    assert [plots.human_label(v, "test_set") for v in
+            ("art_painting", "corrupted @ 5", "fog@3", "mean")] == [
+        "art painting", "all corruptions at severity 5", "fog at severity 3", "mean over targets"]

@@ -26,16 +26,26 @@ pytestmark = pytest.mark.browser
 MAX_SHOT_PX = 12_000
 
 
-def save_full_page(driver, path: Path) -> None:
-    """A screenshot of the whole page (up to MAX_SHOT_PX tall), not only the viewport."""
+def save_full_page(driver, path: Path, screen: str) -> None:
+    """A screenshot of the whole page (up to MAX_SHOT_PX tall), not only the viewport.
+
+    The viewport is made as tall as the page for the shot (and restored after): chromium's
+    captureBeyondViewport drew some long pages shifted left, half the text cut off.
+    """
+    import time
+
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
-    width = driver.execute_script("return window.innerWidth")
+    width, _, mobile = SCREENS[screen]
     height = min(int(size["height"]), MAX_SHOT_PX)
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
-    path.write_bytes(base64.b64decode(shot["data"]))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+    time.sleep(0.5)  # one layout pass at the new height
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        path.write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        set_screen(driver, screen)
 
 
 def external_requests(driver, book_url: str) -> list[str]:
@@ -174,7 +184,7 @@ def test_page_reads_offline(driver, book_url, page, screen, screenshot_dir):
     if outside:
         problems.append(f"requests outside the book: {outside[:5]}")
     name = page.replace("/", "__").removesuffix(".html")
-    save_full_page(driver, screenshot_dir / f"{name}__{screen}.png")
+    save_full_page(driver, screenshot_dir / f"{name}__{screen}.png", screen)
     assert not problems, f"{page} at {screen}: " + "; ".join(problems)
 
 
