@@ -996,6 +996,7 @@ TASK_LABELS = {
     "cifar10": "CIFAR-10", "caltech101": "Caltech-101", "cifar100": "CIFAR-100",
     "pacs_photo": "PACS photo → other domains", "pacs_sketch": "PACS sketch → other domains",
     "cifar10c": "CIFAR-10 → CIFAR-10-C", "synthetic_id": "synthetic ID",
+    "synthetic_upstream": "synthetic upstream set",
     "synthetic_ood_photo": "synthetic photo → other domains",
     "synthetic_ood_sketch": "synthetic sketch → other domains",
 }
@@ -1134,12 +1135,16 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
         epochs = [f"CLIP pre-training {clip_epochs}"]
     else:
         epochs = [f"pre-training {scale.pretrain_epochs}"]
-    if methods - set(_WHITEBOX) - {"pretrain", "frozen"}:
-        epochs.append(f"LP / MLP / NMTune {scale.tune_epochs}")
+    # Name only the methods the figure shows ("LP 10" beside FT, not "LP / MLP / NMTune 10").
+    def named(group):
+        return " / ".join(METHOD_LABELS.get(m, m) for m in sorted(group, key=_method_order))
+    blackbox = methods - set(_WHITEBOX) - {"pretrain", "frozen"}
+    if blackbox:
+        epochs.append(f"{named(blackbox)} {scale.tune_epochs}")
     if methods & set(_WHITEBOX):
         cap = (f" on <= {scale.whitebox_train_limit} train images"
                if scale.whitebox_train_limit else "")
-        epochs.append(f"LoRA / FT {scale.whitebox_epochs}{cap}")
+        epochs.append(f"{named(methods & set(_WHITEBOX))} {scale.whitebox_epochs}{cap}")
     parts = ["epochs: " + ", ".join(epochs), seeds_text(df)]
     if extra:
         parts.append(extra)
@@ -1273,6 +1278,7 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
                 # The value at the bar's foot (by the zero line), clear of the error bar.
                 text=[f"{y:+.1f}" if y is not None else "" for y in ys], textposition="inside",
                 insidetextanchor="start", textangle=0, textfont={"size": 10},
+                constraintext="inside",
                 hovertemplate=(f"{_html.escape(label)}<br>%{{x}}<br>difference %{{y:+.3g}}"
                                " %{customdata[0]}<extra></extra>"),
             ), row=1, col=c)
@@ -1280,7 +1286,9 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
     fig.add_hline(y=0, line_color="#888", line_width=1)
     fig.update_layout(title=title or "difference between noisy and clean pre-trained models",
                       barmode="group", height=DEFAULT_HEIGHT, template="plotly_white",
-                      uniformtext={"minsize": 8, "mode": "show"},
+                      # A bar too short for its label drops the label (hover still gives it)
+                      # instead of printing it across the bar's edge and the error bar.
+                      uniformtext={"minsize": 9, "mode": "hide"},
                       legend_title_text="pre-training noise")
     if caption:
         add_caption(fig, caption)

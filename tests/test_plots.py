@@ -483,10 +483,12 @@ def test_seeds_text_and_scale_caption_state_the_runs():
     tiny = SCALES["tiny"]
     text = plots.scale_caption(tiny, df, extra="λ = 0.01")
     assert text.startswith(plots.SCALE_LABELS["tiny"])
-    assert "data: synthetic_upstream → synthetic ID (ID)" in text
+    assert "data: synthetic upstream set → synthetic ID (ID)" in text
     assert "model: micro ResNet" in text
-    assert f"pre-training {tiny.pretrain_epochs}, LP / MLP / NMTune {tiny.tune_epochs}" in text
-    assert f"LoRA / FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")
+    # only the methods shown: LP and FT here, not "LP / MLP / NMTune" and "LoRA / FT"
+    assert f"pre-training {tiny.pretrain_epochs}, LP {tiny.tune_epochs}, FT " in text
+    assert f"FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")
+    assert "NMTune" not in text and "LoRA" not in text
     with pytest.raises(NMLError, match="lacks column"):
         plots.scale_caption(tiny, df.drop(columns="backbone"))
 
