@@ -1448,10 +1448,31 @@ def grouped_bar_figure(table: pd.DataFrame, *, x: str, group: str, value: str = 
     fig.update_layout(title=title, barmode="group", template="plotly_white",
                       height=DEFAULT_HEIGHT, yaxis_title=y_title, legend_title_text=group)
     if log_y:
-        fig.update_yaxes(type="log")
+        values = np.array([v for t in fig.data for v in t.y if v is not None]
+                          + list((hlines or {}).values()), dtype=float)
+        values = values[np.isfinite(values) & (values > 0)]
+        # plotly pads a log axis's range: ticks a little beyond the values (unused if outside)
+        fig.update_yaxes(type="log", **(log_ticks(float(values.min()) / 1.25,
+                                                  float(values.max()) * 1.25)
+                                        if values.size else {}))
+    # Long category names wrap onto lines instead of being drawn rotated across the caption.
+    fig.update_xaxes(tickangle=0, tickmode="array", tickvals=xs,
+                     ticktext=[_wrap_label(str(v)) for v in xs])
     if caption:
         add_caption(fig, caption)
     return fig
+
+
+def _wrap_label(text: str, width: int = 14) -> str:
+    """``text`` broken at spaces into lines of about ``width`` characters (plotly ``<br>``)."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join(lines + [line]) if line else text
 
 
 def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], factor: str = "factor",

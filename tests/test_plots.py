@@ -550,3 +550,14 @@ def test_captions_count_seeds_and_name_test_sets_in_words():
     assert [plots.human_label(v, "test_set") for v in
             ("art_painting", "corrupted @ 5", "fog@3", "mean")] == [
         "art painting", "all corruptions at severity 5", "fog at severity 3", "mean over targets"]
+
+
+def test_grouped_bars_wrap_long_labels_and_label_log_ticks_in_full():
+    table = pd.DataFrame({"x": ["this CPU (measured)", "paper V100, vision ID (quoted)"],
+                          "g": ["A", "B"], "value": [1.95, 1.03]})
+    fig = plots.grouped_bar_figure(table, x="x", group="g", log_y=True,
+                                   hlines={"MLP tuning = 1": 1.0})
+    assert fig.layout.xaxis.tickangle == 0
+    assert list(fig.layout.xaxis.ticktext) == ["this CPU<br>(measured)",
+                                               "paper V100,<br>vision ID<br>(quoted)"]
+    assert fig.layout.yaxis.type == "log" and "1" in fig.layout.yaxis.ticktext
