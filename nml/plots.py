@@ -857,21 +857,28 @@ def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str]
 
 def readable_table(table: pd.DataFrame) -> pd.DataFrame:
     """A table with reader-facing labels: every index and column value through
-    :func:`human_label` (with its level's name, so noise 0.1 reads "10 % noise" and fraction
-    0.25 "25 % of the training data"), level names spelled out ("tuning method", "model").
+    :func:`human_label` (with its level's name, so noise 0.1 reads "10 % noise"; a fraction
+    0.25 reads "25 %" under the level name "training data"), level names spelled out ("tuning
+    method", "model").
 
     Sort the table on its numeric labels *before* calling this (the labels become text).
 
     Used by :func:`mean_ci_table` and by chapters 02_linear_probe, 07_practical_models and
     09_noisy_downstream.
     """
+    def label(value, name):
+        # the level is named "training data": its cells need only the percentage
+        if name == "fraction" and isinstance(value, (int, float, np.number)):
+            return f"{float(value) * 100:g} %"
+        return human_label(value, name)
+
     def relabel(index: pd.Index) -> pd.Index:
         if isinstance(index, pd.MultiIndex):
-            arrays = [[human_label(v, name) for v in index.get_level_values(i)]
+            arrays = [[label(v, name) for v in index.get_level_values(i)]
                       for i, name in enumerate(index.names)]
             return pd.MultiIndex.from_arrays(
                 arrays, names=[_COLUMN_LABELS.get(n, n) for n in index.names])
-        return pd.Index([human_label(v, index.name) for v in index],
+        return pd.Index([label(v, index.name) for v in index],
                         name=_COLUMN_LABELS.get(index.name, index.name))
 
     out = table.copy()

@@ -350,8 +350,9 @@ def test_mean_ci_table_cells_by_hand():
     assert table.loc["MLP", "0 % noise"] == "0.800 ± 0.000"
     # Fractions sort as numbers (10 %, 25 %, 100 %), not as text (10, 100, 25).
     fractions = pd.concat([_rows(CELLS).assign(fraction=f) for f in (1.0, 0.25, 0.1)])
-    assert list(plots.mean_ci_table(fractions, "fraction", "method").index) == [
-        "10 % of the training data", "25 % of the training data", "100 % of the training data"]
+    table = plots.mean_ci_table(fractions, "fraction", "method")
+    assert list(table.index) == ["10 %", "25 %", "100 %"]
+    assert table.index.name == "training data"
 
 
 def test_mean_over_keeps_runs_apart_and_labels_the_average():
