@@ -324,7 +324,9 @@ if vision is not None:
         f"**Vision scale:** {vision.description}. **Weights that ran:** `{vision.weights}`."
         + (f" **Not shown:** {', '.join(vision.missing_tasks)}, whose units are not all "
            f"stored yet (`python -m nml practical --vision` computes them)."
-           if vision.missing_tasks else "")))
+           if vision.missing_tasks else "")
+        + " {numref}`fig-7-3` and Table 7.4 give the accuracies, {numref}`fig-7-4` the spectra "
+          "of the features each classifier sees."))
     cells, cell_labels = practical_vision.vision_cells(vision.rows)
 
 # %% tags=["hide-input"]

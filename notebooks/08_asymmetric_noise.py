@@ -172,8 +172,9 @@ display(table.style.set_caption(
 # %% [markdown]
 # ## Upstream accuracy
 #
-# Accuracy of each pre-trained model on the clean upstream test set (all classes). The noise
-# touches only the related classes, so the drop is expected to be small.
+# Accuracy of each pre-trained model on the clean upstream test set (all classes,
+# {numref}`fig-8-1`). The noise touches only the related classes, so the drop is expected to be
+# small.
 
 # %% tags=["hide-input"]
 fig = plots.accuracy_vs_noise(
