@@ -1450,8 +1450,12 @@ def grouped_bar_figure(table: pd.DataFrame, *, x: str, group: str, value: str = 
             textposition="outside", textangle=0, textfont={"size": 10}, cliponaxis=False,
             hovertemplate=f"{_html.escape(str(name))}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"))
     for label, y in (hlines or {}).items():
-        fig.add_hline(y=y, line_dash="dash", line_color="#555", line_width=1,
-                      annotation_text=label, annotation_position="top left")
+        fig.add_hline(y=y, line_dash="dash", line_color="#555", line_width=1)
+        # The label just above its line. (add_hline's own annotation is placed at y itself,
+        # which on a log axis means 10**y: the labels floated far above their lines.)
+        fig.add_annotation(text=label, xref="paper", x=0, xanchor="left", yanchor="bottom",
+                           y=math.log10(y) if log_y and y > 0 else y, yref="y",
+                           showarrow=False, font={"size": 11, "color": "#555"})
     fig.update_layout(title=title, barmode="group", template="plotly_white",
                       height=DEFAULT_HEIGHT, yaxis_title=y_title, legend_title_text=group)
     if log_y:

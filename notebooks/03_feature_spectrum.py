@@ -138,7 +138,7 @@ def models(suffix):
 
 def spectrum_caption(task_names, test_set_text):
     return plots.caption(
-        scale=result.scale, data=f"{upstream_to(task_names)} ({test_set_text})",
+        scale=result.scale, data=f"{upstream_to(task_names)}, {test_set_text}",
         model=models(" (frozen)"),
         epochs=f"{pipe.scale.pretrain_epochs} pre-training", seeds=f"{n_pretrain} pre-training",
         extra=f"spectra of pre-training seed {pseed}")

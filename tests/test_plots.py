@@ -562,3 +562,6 @@ def test_grouped_bars_wrap_long_labels_and_label_log_ticks_in_full():
     assert list(fig.layout.xaxis.ticktext) == ["this CPU<br>(measured)",
                                                "paper V100,<br>vision ID<br>(quoted)"]
     assert fig.layout.yaxis.type == "log" and "1" in fig.layout.yaxis.ticktext
+    # the reference line's label sits at its line: log10(1) = 0 on a log axis, not at 10**1
+    (note,) = [a for a in fig.layout.annotations if a.text == "MLP tuning = 1"]
+    assert note.y == 0 and note.yref == "y"
