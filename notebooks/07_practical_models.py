@@ -99,8 +99,9 @@ display(short.style.format({"params (M, paper)": lambda v: "-" if pd.isna(v) els
         .set_caption("Table 7.1: the paper's noisy pre-trained models (Table 3) by exact "
                      "library name (what is noisy in their data: the list below)"))
 display(Markdown("\n".join(
-    f"- **{r['paper model']}**, {r['pre-training method']} on {r['pre-training data']}: "
-    f"{r['what is noisy']}." for r in registry.to_dict("records"))))
+    f"- **{r['paper model']}** ({r['pre-training method']}; pre-trained on "
+    f"{r['pre-training data']}). What is noisy: {r['what is noisy']}."
+    for r in registry.to_dict("records"))))
 
 # %% [markdown]
 # `nml.practical.load_practical_model(key)` runs this code and returns the frozen model with its
