@@ -77,7 +77,7 @@ __all__ = [
     # captions and display
     "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "figure_caption",
     "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
-    "human_label",
+    "human_label", "log_ticks",
     "palette_color",
     # tables and statistics over seeds
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
@@ -130,7 +130,9 @@ def caption(*, scale: str, data: str, model: str, epochs: int | str | None = Non
         parts.append(f"{epochs} epoch{'' if str(epochs) == '1' else 's'}")
     if seeds is not None:
         # "1 seed", "1 pre-training seed", "3 pre-training seeds"
-        one = re.match(r"1(\D|$)", str(seeds).strip()) is not None
+        # singular only when every count in it is 1 ("1 pre-training x 3 LP" is 3 seeds)
+        counts = re.findall(r"\d+", str(seeds))
+        one = bool(counts) and all(c == "1" for c in counts)
         parts.append(f"{seeds} seed{'' if one else 's'}")
     if error is not None:
         parts.append("error bars: " + _error_label(error))
@@ -555,6 +557,37 @@ def _as_spectrum(values, name: str) -> np.ndarray:
     return s
 
 
+def log_ticks(lo: float, hi: float) -> dict:
+    """Ticks of a log axis over ``[lo, hi]`` (data units) written out in full: ``{"tickvals",
+    "ticktext"}`` for ``fig.update_yaxes(**log_ticks(lo, hi))``.
+
+    plotly labels the minor ticks of a short log axis with their leading digit only ("2", "5"
+    between 10 and 100 read as values 2 and 5), and a tall one with a label at every digit,
+    which crowds a phone's 250 px panel. Here: 1-2-5 steps over up to about two decades, 1-3
+    steps over up to four, one tick per decade beyond; every label the value itself ("200").
+
+    Used by :func:`spectrum_figure` and :func:`lambda_slider_figure` (chapters 03_feature_spectrum,
+    06_nmtune).
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo <= 0 or hi <= 0:
+        return {}
+    lo, hi = min(lo, hi), max(lo, hi)
+    span = math.log10(hi / lo) if hi > lo else 0.0
+    for mantissas in ([1, 2, 5], [1, 3], [1]) if span > 1.2 else ([1, 2, 3, 5], [1, 2, 5]):
+        vals = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1,
+                                             math.ceil(math.log10(hi)) + 1) for m in mantissas]
+        vals = [v for v in vals if lo <= v * (1 + 1e-9) and v <= hi * (1 + 1e-9)]
+        if len(vals) <= 7:
+            break
+    if len(vals) < 2:  # less than a 1-2-5 step apart: the two ends, rounded
+        vals = sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
+
+    def text(v: float) -> str:
+        return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-") if (v >= 1e5 or v < 1e-3) \
+            else f"{v:g}"
+    return {"tickvals": vals, "ticktext": [text(v) for v in vals]}
+
+
 def spectrum_figure(spectra: Mapping, *, title: str | None = None,
                     caption: str | None = None,
                     y_title: str = "singular value σ (log scale)") -> go.Figure:
@@ -596,6 +629,12 @@ def spectrum_figure(spectra: Mapping, *, title: str | None = None,
             ), row=1, col=col)
             fig.update_yaxes(type="log", row=1, col=col)
             fig.update_xaxes(title_text="singular value index", row=1, col=col)
+    for col, g in enumerate(names, start=1):
+        values = np.concatenate([np.asarray(gr[g], dtype=float) for gr in groups.values()])
+        values = values[values > 0]
+        if values.size:
+            fig.update_yaxes(**log_ticks(float(values.min()), float(values.max())),
+                             row=1, col=col)
     fig.update_yaxes(title_text=y_title, row=1, col=1)
     fig.update_layout(title=title or "singular value spectrum of the features",
                       height=DEFAULT_HEIGHT, template="plotly_white")
@@ -607,6 +646,10 @@ def spectrum_figure(spectra: Mapping, *, title: str | None = None,
 # --------------------------------------------------------------------------------------------
 # Lambda slider (NMTune)
 # --------------------------------------------------------------------------------------------
+
+#: Axis titles of the metrics the chapters plot (values in percent are stored in percent).
+_METRIC_TITLES = {"accuracy": "accuracy (%)", "f1": "macro-F1 (%)"}
+
 
 def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: str = "lam",
                          metric: str | None = "accuracy", group_by: Sequence[str] = ("task",),
@@ -667,7 +710,8 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
         return [_as_spectrum(spectra_by_lam[lam][k], _label(k)) for k in noise_keys]
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
-                        subplot_titles=(f"{metric or 'value'} vs noise", "spectrum of Z"))
+                        subplot_titles=(f"{_METRIC_TITLES.get(metric, metric or 'value')} at this λ",
+                                        "spectrum of Z at this λ"))
     first_acc, first_spec = acc_arrays(lams[active]), spec_arrays(lams[active])
     for i, (key, (x, y, err, n)) in enumerate(zip(group_keys, first_acc)):
         name = " / ".join(str(k) for k in key)
@@ -691,10 +735,12 @@ def lambda_slider_figure(accuracy: pd.DataFrame, spectra: Mapping, *, lam_col: s
     pad = 0.05 * (hi - lo) if hi > lo else 0.01 * max(abs(hi), 1.0)
     all_s = np.concatenate([s for lam in lams for s in spec_arrays(lam)])
     positive = all_s[all_s > 0]
-    fig.update_yaxes(range=[lo - pad, hi + pad], title_text=metric or "value", row=1, col=1)
+    fig.update_yaxes(range=[lo - pad, hi + pad], title_text=_METRIC_TITLES.get(metric, metric or "value"),
+                     row=1, col=1)
     if positive.size:
         fig.update_yaxes(type="log", range=[math.log10(positive.min()) - 0.1,
-                                            math.log10(positive.max()) + 0.1], row=1, col=2)
+                                            math.log10(positive.max()) + 0.1], row=1, col=2,
+                         **log_ticks(float(positive.min()), float(positive.max())))
     else:
         fig.update_yaxes(type="log", row=1, col=2)
     fig.update_yaxes(title_text="singular value σ", row=1, col=2)
@@ -811,21 +857,28 @@ def mean_ci_table(df: pd.DataFrame, index: Sequence[str], columns: Sequence[str]
 
 def readable_table(table: pd.DataFrame) -> pd.DataFrame:
     """A table with reader-facing labels: every index and column value through
-    :func:`human_label` (with its level's name, so noise 0.1 reads "10 % noise" and fraction
-    0.25 "25 % of the training data"), level names spelled out ("tuning method", "model").
+    :func:`human_label` (with its level's name, so noise 0.1 reads "10 % noise"; a fraction
+    0.25 reads "25 %" under the level name "training data"), level names spelled out ("tuning
+    method", "model").
 
     Sort the table on its numeric labels *before* calling this (the labels become text).
 
     Used by :func:`mean_ci_table` and by chapters 02_linear_probe, 07_practical_models and
     09_noisy_downstream.
     """
+    def label(value, name):
+        # the level is named "training data": its cells need only the percentage
+        if name == "fraction" and isinstance(value, (int, float, np.number)):
+            return f"{float(value) * 100:g} %"
+        return human_label(value, name)
+
     def relabel(index: pd.Index) -> pd.Index:
         if isinstance(index, pd.MultiIndex):
-            arrays = [[human_label(v, name) for v in index.get_level_values(i)]
+            arrays = [[label(v, name) for v in index.get_level_values(i)]
                       for i, name in enumerate(index.names)]
             return pd.MultiIndex.from_arrays(
                 arrays, names=[_COLUMN_LABELS.get(n, n) for n in index.names])
-        return pd.Index([human_label(v, index.name) for v in index],
+        return pd.Index([label(v, index.name) for v in index],
                         name=_COLUMN_LABELS.get(index.name, index.name))
 
     out = table.copy()
@@ -950,6 +1003,7 @@ TASK_LABELS = {
     "cifar10": "CIFAR-10", "caltech101": "Caltech-101", "cifar100": "CIFAR-100",
     "pacs_photo": "PACS photo → other domains", "pacs_sketch": "PACS sketch → other domains",
     "cifar10c": "CIFAR-10 → CIFAR-10-C", "synthetic_id": "synthetic ID",
+    "synthetic_upstream": "synthetic upstream set",
     "synthetic_ood_photo": "synthetic photo → other domains",
     "synthetic_ood_sketch": "synthetic sketch → other domains",
 }
@@ -960,7 +1014,9 @@ def human_label(value, column: str | None = None) -> str:
 
     Methods, backbones and tasks by :data:`METHOD_LABELS`, :data:`BACKBONE_LABELS`,
     :data:`TASK_LABELS`; with ``column`` "noise" / "label_noise" a ratio reads
-    "10 % noise" / "10 % downstream noise". Anything else is returned as text.
+    "10 % noise" / "10 % downstream noise"; with ``column`` "test_set" a target domain or
+    corruption reads as words ("art painting", "all corruptions at severity 5"). Anything else
+    is returned as text.
 
     Used by every chapter's figures and tables (through the figure helpers and
     :func:`readable_table`).
@@ -969,6 +1025,15 @@ def human_label(value, column: str | None = None) -> str:
         return f"{float(value) * 100:g} % {'noise' if column == 'noise' else 'downstream noise'}"
     if column == "fraction" and isinstance(value, (int, float, np.number)):
         return f"{float(value) * 100:g} % of the training data"
+    if column == "test_set" and isinstance(value, str):
+        # "art_painting" -> "art painting"; collapse_corruptions' "corrupted @ 5" -> severity
+        severity = re.fullmatch(r"corrupted @ (\d+)", value)
+        if severity:
+            return f"all corruptions at severity {severity.group(1)}"
+        if "@" in value:
+            name, level = value.split("@", 1)
+            return f"{name.replace('_', ' ')} at severity {level}"
+        return {"mean": "mean over targets"}.get(value, value.replace("_", " "))
     if isinstance(value, str):
         for table in (METHOD_LABELS, BACKBONE_LABELS, TASK_LABELS):
             if value in table:
@@ -1077,12 +1142,16 @@ def scale_caption(scale, df: pd.DataFrame, *, extra: str | None = None) -> str:
         epochs = [f"CLIP pre-training {clip_epochs}"]
     else:
         epochs = [f"pre-training {scale.pretrain_epochs}"]
-    if methods - set(_WHITEBOX) - {"pretrain", "frozen"}:
-        epochs.append(f"LP / MLP / NMTune {scale.tune_epochs}")
+    # Name only the methods the figure shows ("LP 10" beside FT, not "LP / MLP / NMTune 10").
+    def named(group):
+        return " / ".join(METHOD_LABELS.get(m, m) for m in sorted(group, key=_method_order))
+    blackbox = methods - set(_WHITEBOX) - {"pretrain", "frozen"}
+    if blackbox:
+        epochs.append(f"{named(blackbox)} {scale.tune_epochs}")
     if methods & set(_WHITEBOX):
         cap = (f" on <= {scale.whitebox_train_limit} train images"
                if scale.whitebox_train_limit else "")
-        epochs.append(f"LoRA / FT {scale.whitebox_epochs}{cap}")
+        epochs.append(f"{named(methods & set(_WHITEBOX))} {scale.whitebox_epochs}{cap}")
     parts = ["epochs: " + ", ".join(epochs), seeds_text(df)]
     if extra:
         parts.append(extra)
@@ -1216,6 +1285,7 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
                 # The value at the bar's foot (by the zero line), clear of the error bar.
                 text=[f"{y:+.1f}" if y is not None else "" for y in ys], textposition="inside",
                 insidetextanchor="start", textangle=0, textfont={"size": 10},
+                constraintext="inside",
                 hovertemplate=(f"{_html.escape(label)}<br>%{{x}}<br>difference %{{y:+.3g}}"
                                " %{customdata[0]}<extra></extra>"),
             ), row=1, col=c)
@@ -1223,7 +1293,9 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
     fig.add_hline(y=0, line_color="#888", line_width=1)
     fig.update_layout(title=title or "difference between noisy and clean pre-trained models",
                       barmode="group", height=DEFAULT_HEIGHT, template="plotly_white",
-                      uniformtext={"minsize": 8, "mode": "show"},
+                      # A bar too short for its label drops the label (hover still gives it)
+                      # instead of printing it across the bar's edge and the error bar.
+                      uniformtext={"minsize": 9, "mode": "hide"},
                       legend_title_text="pre-training noise")
     if caption:
         add_caption(fig, caption)
@@ -1378,15 +1450,40 @@ def grouped_bar_figure(table: pd.DataFrame, *, x: str, group: str, value: str = 
             textposition="outside", textangle=0, textfont={"size": 10}, cliponaxis=False,
             hovertemplate=f"{_html.escape(str(name))}<br>%{{x}}<br>%{{y:.4g}}<extra></extra>"))
     for label, y in (hlines or {}).items():
-        fig.add_hline(y=y, line_dash="dash", line_color="#555", line_width=1,
-                      annotation_text=label, annotation_position="top left")
+        fig.add_hline(y=y, line_dash="dash", line_color="#555", line_width=1)
+        # The label just above its line. (add_hline's own annotation is placed at y itself,
+        # which on a log axis means 10**y: the labels floated far above their lines.)
+        fig.add_annotation(text=label, xref="paper", x=0, xanchor="left", yanchor="bottom",
+                           y=math.log10(y) if log_y and y > 0 else y, yref="y",
+                           showarrow=False, font={"size": 11, "color": "#555"})
     fig.update_layout(title=title, barmode="group", template="plotly_white",
                       height=DEFAULT_HEIGHT, yaxis_title=y_title, legend_title_text=group)
     if log_y:
-        fig.update_yaxes(type="log")
+        values = np.array([v for t in fig.data for v in t.y if v is not None]
+                          + list((hlines or {}).values()), dtype=float)
+        values = values[np.isfinite(values) & (values > 0)]
+        # plotly pads a log axis's range: ticks a little beyond the values (unused if outside)
+        fig.update_yaxes(type="log", **(log_ticks(float(values.min()) / 1.25,
+                                                  float(values.max()) * 1.25)
+                                        if values.size else {}))
+    # Long category names wrap onto lines instead of being drawn rotated across the caption.
+    fig.update_xaxes(tickangle=0, tickmode="array", tickvals=xs,
+                     ticktext=[_wrap_label(str(v)) for v in xs])
     if caption:
         add_caption(fig, caption)
     return fig
+
+
+def _wrap_label(text: str, width: int = 14) -> str:
+    """``text`` broken at spaces into lines of about ``width`` characters (plotly ``<br>``)."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join(lines + [line]) if line else text
 
 
 def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], factor: str = "factor",

@@ -402,7 +402,7 @@ class VisionResult:
 def _describe(cfg: VisionConfig, info: dict) -> str:
     def sizes(task):
         s = info.get(task, {}).get("sizes", {})
-        tests = [f"{k} {v:,}" for k, v in s.items() if k != "train"]
+        tests = [f"{k.replace('_', ' ')} {v:,}" for k, v in s.items() if k != "train"]
         return f"{VISION_TASKS[task][0]} (train {s.get('train', 0):,}; test " + \
             ", ".join(tests) + ")"
     caps = (f"train sets capped at a seeded {cfg.train_limit:,} images and test sets at "

@@ -63,8 +63,9 @@ noise_rate = result.metric("train_noise_rate")
 n_seeds = len(pipe.scale.pretrain_seeds)
 epochs = pipe.pretrain_config(accuracy["backbone"].iloc[0], 0.0, 0).epochs
 display(Markdown(
-    f"**Scale:** {result.description}. Upstream data: `{pipe.scale.upstream}`; backbones: "
-    f"{', '.join(f'`{b}`' for b in accuracy['backbone'].unique())}; noise levels "
+    f"**Scale:** {result.description}. Upstream data: {plots.human_label(pipe.scale.upstream)}; "
+    f"backbones: {', '.join(plots.human_label(b) for b in accuracy['backbone'].unique())} "
+    f"({', '.join(f'`{b}`' for b in accuracy['backbone'].unique())}); noise levels "
     f"{', '.join(f'{v * 100:g}%' for v in sorted(accuracy['noise'].unique()))}; "
     f"{epochs} pre-training epochs; {n_seeds} pre-training seed{'s' if n_seeds > 1 else ''} "
     f"(each seed draws its own noisy labels)."))
@@ -104,7 +105,8 @@ display(pd.DataFrame(rows).set_index("requested rate").style.format("{:.4f}").se
 # %% [markdown]
 # ## Pre-training accuracy (the Table 1 analogue)
 #
-# Each cell is the accuracy (%) on the clean upstream test set, mean ± the half-width of a 95%
+# Table 1.2 and {numref}`fig-1-1` give the accuracy of each pre-trained model on the clean
+# upstream test set. Each cell is the accuracy (%) on the clean upstream test set, mean ± the half-width of a 95%
 # t-interval over pre-training seeds; "(1 seed)" marks a scale with one seed, where there is no
 # spread to show. The last column is the label-noise rate measured on the training set that
 # each model actually saw (over all backbones and seeds).
@@ -123,14 +125,15 @@ display(Markdown(
     f"{len(noise_rate)} models: **{deviation:.2g}** "
     f"({'equal up to rounding' if deviation < 1e-3 else 'NOT equal: check nml.noise'})."))
 
-# %%
-seeds_note = "1 seed: no spread" if n_seeds == 1 else None
+# %% tags=["hide-input"]
 fig = plots.accuracy_vs_noise(
     accuracy, group_by=("backbone",), y_title="upstream test accuracy (%)",
     title="Figure 1.1: pre-training accuracy on the clean test set vs label noise",
-    caption=plots.caption(scale=result.scale, data=f"{pipe.scale.upstream} (clean test set)",
-                          model=", ".join(accuracy["backbone"].unique()), epochs=epochs,
-                          seeds=n_seeds, extra=seeds_note))
+    caption=plots.caption(scale=result.scale,
+                          data=f"{plots.human_label(pipe.scale.upstream)} (clean test set)",
+                          model=", ".join(plots.human_label(b)
+                                          for b in accuracy["backbone"].unique()),
+                          epochs=epochs, seeds=f"{n_seeds} pre-training"))
 plots.show(fig)
 
 # %% [markdown]
@@ -163,28 +166,38 @@ display(Markdown(verdict_block(("T1",), pipe.scale.name)))
 # square"*). `nml.noise.swap_captions` then swaps the captions of random disjoint pairs of images,
 # so the noise ratio is the fraction of images whose caption moved. Zero-shot accuracy is measured
 # on the clean upstream test set with open_clip's `build_zero_shot_classifier` (the seven
-# templates, averaged). The CLIP runs keep their own noise levels (the `noise` parameter does not
+# templates, averaged): Table 1.3 and {numref}`fig-1-2`. The CLIP runs keep their own noise levels (the `noise` parameter does not
 # add one) and resolve `scale="auto"` on their own: the caption says which scale this is.
 
-# %%
+# %% tags=["hide-input"]
 clip_pipe, clip_results = run_chapter("clip", params, progress=False)
 clip_pretrain = clip_results[0]
 zero_shot = clip_pretrain.metric("zero_shot_accuracy")
 swapped = clip_pretrain.metric("train_noise_rate").groupby("noise")["value"].mean()
 mismatch = clip_pretrain.metric("caption_mismatch_rate").groupby("noise")["value"].mean()
 clip_table = plots.mean_ci_table(zero_shot, "noise", "backbone")
-clip_table["captions swapped"] = [f"{v:.4f}" for v in swapped]
+clip_table["realised swap rate"] = [f"{v:.4f}" for v in swapped]
 clip_table["captions naming another class"] = [f"{v:.4f}" for v in mismatch]
-clip_caption = plots.scale_caption(clip_pipe.scale, zero_shot)
+# zero-shot on the upstream test set: no downstream task, so no "A -> A" in the caption
+clip_caption = plots.scale_caption(
+    clip_pipe.scale, zero_shot.drop(columns="task", errors="ignore"),
+    extra=f"zero-shot on the clean {plots.human_label(clip_pipe.scale.upstream)} test set")
+# CLIP noise is captions swapped, not label noise: say so in the column headers
+clip_table.columns = [c if not str(c).endswith("% noise") else
+                      str(c).replace("% noise", "% captions swapped") for c in clip_table.columns]
+clip_table.index = [str(i).replace("% noise", "% captions swapped") for i in clip_table.index]
+clip_table.index.name = "caption noise"
 display(clip_table.style.set_caption(
     f"Table 1.3: zero-shot accuracy (%) of the CLIP models on the clean upstream test set, and "
     f"the realised caption noise; {clip_caption}"))
 
-# %%
-plots.show(plots.accuracy_vs_noise(
+# %% tags=["hide-input"]
+fig = plots.accuracy_vs_noise(
     zero_shot, metric="zero_shot_accuracy", group_by=("backbone",),
     y_title="zero-shot accuracy (%)", title="Figure 1.2: CLIP zero-shot accuracy vs caption noise",
-    caption=clip_caption))
+    caption=clip_caption)
+fig.update_xaxes(title_text="captions swapped (%)")
+plots.show(fig)
 
 # %% tags=["remove-input"]
 zs_means = zero_shot.groupby("noise")["value"].mean().sort_index()

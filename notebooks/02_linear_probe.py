@@ -70,13 +70,14 @@ ood_tasks = [t for t in accuracy["task"].unique() if TASKS[t].kind == "ood"]
 n_pretrain, n_tune = len(pipe.scale.pretrain_seeds), len(pipe.scale.tune_seeds)
 full = max(accuracy["fraction"])
 display(Markdown(
-    f"**Scale:** {result.description}. Pre-training on `{pipe.scale.upstream}`; backbones "
-    f"{', '.join(f'`{b}`' for b in accuracy['backbone'].unique())}; LP for "
+    f"**Scale:** {result.description}. Pre-training on {plots.human_label(pipe.scale.upstream)}; "
+    f"backbones {', '.join(plots.human_label(b) for b in accuracy['backbone'].unique())}; LP for "
     f"{pipe.scale.tune_epochs} epochs on "
     f"{', '.join(f'{f * 100:g} %' for f in sorted(accuracy['fraction'].unique()))} of each "
-    f"training set; {n_pretrain} pre-training seed(s) x {n_tune} LP seeds = "
+    f"training set; {n_pretrain} pre-training seed{'s' if n_pretrain > 1 else ''} x {n_tune} "
+    f"LP seeds = "
     f"{n_pretrain * n_tune} runs per point.\n\n"
-    + "\n".join(f"- `{t}` ({TASKS[t].kind.upper()}): {TASKS[t].description}"
+    + "\n".join(f"- {plots.task_label(t)} (`{t}`): {TASKS[t].description}"
                 for t in id_tasks + ood_tasks)))
 
 # %% tags=["remove-input"]
@@ -91,18 +92,22 @@ spread = ("the spread is over LP seeds only (1 pre-training seed)" if n_pretrain
 
 
 def lp_caption(tasks):
-    return plots.caption(scale=result.scale, data=f"{pipe.scale.upstream} -> {', '.join(tasks)}",
-                         model=", ".join(accuracy["backbone"].unique()) + " (frozen) + linear",
+    return plots.caption(scale=result.scale,
+                         data=f"{plots.human_label(pipe.scale.upstream)} → "
+                              f"{', '.join(plots.task_label(t) for t in tasks)}",
+                         model=", ".join(plots.human_label(b) for b in accuracy["backbone"].unique())
+                         + " (frozen) + linear",
                          epochs=pipe.scale.tune_epochs, seeds=seeds, extra=spread)
 
 
 # %% [markdown]
 # ## Accuracy against pre-training noise (the Fig. 3 analogue)
 #
-# One curve per backbone and fraction of the downstream training data. Each point is the mean
-# over runs; the error bar is the half-width of a 95 % t-interval of that mean.
+# {numref}`fig-2-1` (ID) and {numref}`fig-2-2` (OOD): one curve per backbone and fraction of the
+# downstream training data. Each point is the mean over runs; the error bar is the half-width
+# of a 95 % t-interval of that mean.
 
-# %%
+# %% tags=["hide-input"]
 if id_rows is not None:
     plots.show(plots.accuracy_vs_noise(
         id_rows, group_by=("backbone", "fraction"), y_title="ID test accuracy (%)",
@@ -111,7 +116,7 @@ if id_rows is not None:
 else:
     display(Markdown("*No ID task in this run (`task` selects an OOD task): no Figure 2.1.*"))
 
-# %%
+# %% tags=["hide-input"]
 if ood_rows is not None:
     plots.show(plots.accuracy_vs_noise(
         ood_rows, group_by=("backbone", "fraction"),
@@ -124,7 +129,7 @@ else:
 # %% [markdown]
 # The same numbers as a table (accuracy in %, mean ± 95 % interval half-width):
 
-# %%
+# %% tags=["hide-input"]
 tables = []
 for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
     if rows is not None:
@@ -137,9 +142,10 @@ display(plots.mean_ci_table(both, ["kind", "backbone", "fraction"], "noise").sty
 # ## OOD accuracy per target domain
 #
 # The OOD mean hides how each target moves. With all of the downstream training data, each
-# target domain (or corruption severity, averaged over CIFAR-10-C's corruptions) separately:
+# target domain (or corruption severity, averaged over CIFAR-10-C's corruptions) separately
+# ({numref}`fig-2-3`):
 
-# %%
+# %% tags=["hide-input"]
 if ood_tasks:
     targets = accuracy[accuracy["task"].isin(ood_tasks) & (accuracy["test_set"] != "mean")
                        & (accuracy["fraction"] == full)]
@@ -155,7 +161,7 @@ if ood_tasks:
 # For each backbone and fraction, the difference of each noisy model's mean accuracy from the
 # clean model's, with Welch's 95 % interval (positive: noise helped).
 
-# %%
+# %% tags=["hide-input"]
 effects = []
 for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
     if rows is not None:

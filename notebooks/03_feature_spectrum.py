@@ -108,9 +108,10 @@ def spectrum(b, noise_level, task_name, test_set):
 dims = sorted({len(s) for k, s in spectra.items() if k[0] == "frozen"})
 display(Markdown(
     f"**Scale:** {result.description}. Features of "
-    f"{', '.join(f'`{b}`' for b in backbones)} pre-trained on `{pipe.scale.upstream}` at "
+    f"{', '.join(plots.human_label(b) for b in backbones)} pre-trained on "
+    f"{plots.human_label(pipe.scale.upstream)} at "
     f"{', '.join(f'{v * 100:g} %' for v in levels)} noise; spectra of the frozen features on "
-    f"{', '.join(f'`{t}`' for t in id_tasks + ood_tasks)}; {len(dims) and dims[0]}"
+    f"{', '.join(plots.task_label(t) for t in id_tasks + ood_tasks)}; {len(dims) and dims[0]}"
     f"{'' if len(dims) == 1 else '-' + str(dims[-1])} singular values per spectrum "
     f"(min(M, D)). A spectrum depends only on the pre-trained model: "
     f"{n_pretrain} pre-training seed{'s' if n_pretrain > 1 else ''}"
@@ -121,42 +122,58 @@ display(Markdown(
 #
 # Log-scale singular values, grouped as in Appendix A.4 (indices 1-20, 21-500, 501-D; a group
 # the features do not reach is left out). Hover over a curve for the index and the value.
-# Clicking a legend entry hides or shows that model in every panel.
+# Clicking a legend entry hides or shows that model in every panel. {numref}`fig-3-1` and
+# {numref}`fig-3-2` compare the clean model with a noisy one on ID and OOD data;
+# {numref}`fig-3-3` shows every noise level.
 
-# %%
+# %% tags=["hide-input"]
+def upstream_to(task_names):
+    return (f"{plots.human_label(pipe.scale.upstream)} → "
+            f"{', '.join(plots.task_label(t) for t in task_names)}")
+
+
+def models(suffix):
+    return ", ".join(plots.human_label(b) for b in backbones) + suffix
+
+
 def spectrum_caption(task_names, test_set_text):
     return plots.caption(
-        scale=result.scale, data=f"{pipe.scale.upstream} -> {', '.join(task_names)} "
-        f"({test_set_text})", model=", ".join(backbones) + " (frozen)",
-        epochs=f"{pipe.scale.pretrain_epochs} pre-training", seeds=n_pretrain,
+        scale=result.scale, data=f"{upstream_to(task_names)}, {test_set_text}",
+        model=models(" (frozen)"),
+        epochs=f"{pipe.scale.pretrain_epochs} pre-training", seeds=f"{n_pretrain} pre-training",
         extra=f"spectra of pre-training seed {pseed}")
+
+
+def legend(b, v):
+    return f"{plots.human_label(b)}, noise {v * 100:g}%"
 
 
 if id_tasks:
     t = id_tasks[0]
     plots.show(plots.spectrum_figure(
-        {f"{b}, noise {v * 100:g}%": spectrum(b, v, t, "test")
+        {legend(b, v): spectrum(b, v, t, "test")
          for b in backbones for v in (0.0, compared)},
         title=f"Figure 3.1: singular values of the ID test features, clean vs "
               f"{compared * 100:g}% noise",
         caption=spectrum_caption([t], "test set")))
 
-# %%
+# %% tags=["hide-input"]
 if ood_tasks:
     t = ood_tasks[0]
     target = sorted(s for s in frozen[frozen["task"] == t]["test_set"].unique() if s != "train")[0]
     plots.show(plots.spectrum_figure(
-        {f"{b}, noise {v * 100:g}%": spectrum(b, v, t, target)
+        {legend(b, v): spectrum(b, v, t, target)
          for b in backbones for v in (0.0, compared)},
-        title=f"Figure 3.2: singular values of the OOD target '{target}' features, clean vs "
+        title=f"Figure 3.2: singular values of the OOD target "
+              f"'{plots.human_label(target, 'test_set')}' features, clean vs "
               f"{compared * 100:g}% noise",
-        caption=spectrum_caption([t], f"target {target}")))
+        caption=spectrum_caption([t], f"target {plots.human_label(target, 'test_set')}")))
 
-# %%
+# %% tags=["hide-input"]
 if id_tasks:
     t = id_tasks[0]
     plots.show(plots.spectrum_figure(
-        {f"{b}, noise {v * 100:g}%": spectrum(b, v, t, "test") for b in backbones
+        {legend(b, v): spectrum(b, v, t, "test") for b in backbones
          for v in levels},
         title="Figure 3.3: singular values of the ID test features at every noise level",
         caption=spectrum_caption([t], "test set")))
@@ -166,7 +183,7 @@ if id_tasks:
 # The same ID spectra under the authors' preprocessing (rows L2-normalised, then centred), the
 # form in which the paper's own spectrum plots were drawn:
 
-# %%
+# %% tags=["hide-input"]
 def authors_available(b, task_name, test_set):
     return all(("frozen", b, v, pseed, None, task_name, "authors/" + test_set, None) in spectra
                for v in levels)
@@ -176,13 +193,14 @@ if id_tasks:
     t = id_tasks[0]
     if all(authors_available(b, t, "test") for b in backbones):
         plots.show(plots.spectrum_figure(
-            {f"{b}, noise {v * 100:g}%": spectrum(b, v, t, "authors/test") for b in backbones
+            {legend(b, v): spectrum(b, v, t, "authors/test") for b in backbones
              for v in levels},
-            title="Figure 3.3b: singular values of the ID test features at every noise level, "
+            title="Singular values of the ID test features at every noise level, "
                   "authors' preprocessing (rows normalised and centred)",
-            caption=spectrum_caption([t], "test set; authors' preprocessing")))
+            caption=spectrum_caption([t], "test set; authors' preprocessing")),
+            name="fig-3-3-authors")
     else:
-        display(Markdown("Figure 3.3b (authors' preprocessing): **not stored** for these "
+        display(Markdown("The authors' preprocessing of these spectra is **not stored** for these "
                          "units (stored before nml kept that preprocessing, and their features "
                          "could not be recomputed; `scripts/migrate_spectrum_authors.py`)."))
 
@@ -203,14 +221,15 @@ lines = []
 for b in backbones:
     for t in id_tasks:
         r = [ratio(b, v, t, "test", mid) for v in levels[1:]]
-        lines.append(f"- `{b}`, ID `{t}`: mean σ21-500 noisy / clean = "
+        lines.append(f"- {plots.human_label(b)}, {plots.task_label(t)}: mean σ21-500 noisy / clean = "
                      + ", ".join(f"{x:.3f} ({v * 100:g} %)" for x, v in zip(r, levels[1:]))
                      + f": larger with noise at {sum(x > 1 for x in r)} of {len(r)} levels.")
     for t in ood_tasks:
         targets = sorted(s for s in frozen[frozen["task"] == t]["test_set"].unique()
                          if s != "train")
         r = [np.mean([ratio(b, v, t, s, top) for s in targets]) for v in levels[1:]]
-        lines.append(f"- `{b}`, OOD `{t}` (mean over {len(targets)} targets): σ1 noisy / clean = "
+        lines.append(f"- {plots.human_label(b)}, {plots.task_label(t)} (mean over {len(targets)} "
+                     f"targets): σ1 noisy / clean = "
                      + ", ".join(f"{x:.3f} ({v * 100:g} %)" for x, v in zip(r, levels[1:]))
                      + f": smaller with noise at {sum(x < 1 for x in r)} of {len(r)} levels.")
 display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the overall feature "
@@ -221,7 +240,8 @@ display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the 
 #
 # Top panels: the spectral metric of the frozen features (ID: SVE on the ID test sets; OOD: LSVR
 # on each target set, averaged over targets and tasks). Bottom panels: the linear-probing
-# accuracy on the same data with all of the training data (chapter 2's protocol).
+# accuracy on the same data with all of the training data (chapter 2's protocol):
+# {numref}`fig-3-4` for ID data, {numref}`fig-3-5` for OOD data.
 
 # %% tags=["hide-input"]
 def frozen_metric(name, tasks, exclude=("train",)):
@@ -250,11 +270,11 @@ if id_tasks:
         y_titles={"SVE, ID test features": "SVE", "ID LP accuracy (%)": "accuracy (%)"},
         title="Figure 3.4: singular value entropy and ID accuracy vs pre-training noise",
         caption=plots.caption(scale=result.scale,
-                              data=f"{pipe.scale.upstream} -> {', '.join(id_tasks)}",
-                              model=", ".join(backbones) + " (frozen) + linear",
+                              data=upstream_to(id_tasks),
+                              model=models(" (frozen) + linear"),
                               epochs=f"{pipe.scale.tune_epochs} LP", seeds=None, extra=spread)))
 
-# %%
+# %% tags=["hide-input"]
 if ood_tasks:
     fig5["ood"] = (frozen_metric("lsvr", ood_tasks), lp_accuracy(ood_tasks, "mean"))
     plots.show(plots.noise_panels(
@@ -263,15 +283,15 @@ if ood_tasks:
         y_titles={"LSVR, OOD target features": "LSVR", "OOD LP accuracy (%)": "accuracy (%)"},
         title="Figure 3.5: largest singular value ratio and OOD accuracy vs pre-training noise",
         caption=plots.caption(scale=result.scale,
-                              data=f"{pipe.scale.upstream} -> {', '.join(ood_tasks)}",
-                              model=", ".join(backbones) + " (frozen) + linear",
+                              data=upstream_to(ood_tasks),
+                              model=models(" (frozen) + linear"),
                               epochs=f"{pipe.scale.tune_epochs} LP", seeds=None, extra=spread)))
 
 # %% [markdown]
 # The same two spectral metrics under the authors' preprocessing (the form of the paper's
 # Fig. 5), beside those of the paper's definition:
 
-# %%
+# %% tags=["hide-input"]
 authors_metric = {"id": frozen_metric("sve_authors", id_tasks) if id_tasks else None,
                   "ood": frozen_metric("lsvr_authors", ood_tasks) if ood_tasks else None}
 authors_panels = {}
@@ -284,13 +304,14 @@ for kind, name, paper_metric in (("id", "SVE, ID test features", "sve"),
 if any("authors'" in k for k in authors_panels):
     plots.show(plots.noise_panels(
         authors_panels, group_by=["backbone"], cols=2,
-        title="Figure 3.5b: SVE and LSVR vs pre-training noise under both preprocessings",
+        title="SVE and LSVR vs pre-training noise under both preprocessings",
         caption=plots.caption(scale=result.scale,
-                              data=f"{pipe.scale.upstream} -> {', '.join(id_tasks + ood_tasks)}",
-                              model=", ".join(backbones) + " (frozen)",
+                              data=upstream_to(id_tasks + ood_tasks),
+                              model=models(" (frozen)"),
                               epochs=f"{pipe.scale.pretrain_epochs} pre-training",
-                              seeds=n_pretrain, extra="left: raw features; right: rows "
-                              "L2-normalised and centred")))
+                              seeds=f"{n_pretrain} pre-training", extra="left: raw features; "
+                              "right: rows L2-normalised and centred")),
+        name="fig-3-5-authors")
 missing_authors = [k for k, v in authors_metric.items() if v is not None and v.empty]
 if missing_authors:
     display(Markdown("Authors' preprocessing: **not stored** for the "
@@ -302,7 +323,7 @@ if missing_authors:
 # The spectral metrics as a table (mean ± 95 % interval over pre-training seeds; "(1 seed)" where
 # there is one):
 
-# %%
+# %% tags=["hide-input"]
 metric_tables = [m.assign(quantity=q) for q, m in
                  (("SVE (ID), paper's definition", fig5.get("id", (None,))[0]),
                   ("LSVR (OOD), paper's definition", fig5.get("ood", (None,))[0]),
@@ -319,7 +340,7 @@ display(plots.mean_ci_table(pd.concat(metric_tables), ["quantity", "backbone"], 
 # Pearson's r and Spearman's ρ between seed means across noise levels, per backbone. The paper
 # expects SVE and LSVR to rise with noise and OOD accuracy to fall as LSVR rises (negative r);
 # for ID the relation is not monotone (slight noise helps, more hurts). With few noise levels
-# (`n`) a correlation is weak evidence: read it with Figures 3.4 and 3.5.
+# (`n`) a correlation is weak evidence: read it with {numref}`fig-3-4` and {numref}`fig-3-5`.
 
 # %% tags=["hide-input"]
 def as_noise(df):
@@ -340,8 +361,11 @@ if "ood" in fig5:
               plots.metric_correlations(lsvr, acc, by=["backbone"], x_name="LSVR (OOD)",
                                         y_name="OOD accuracy")]
 correlations = pd.concat(pairs, ignore_index=True)
-display(correlations.set_index(["pair", "backbone"]).style.format(
-    {"pearson_r": "{:+.2f}", "spearman_rho": "{:+.2f}"}).set_caption(
+correlations["backbone"] = correlations["backbone"].map(plots.human_label)
+correlations = correlations.rename(columns={"pearson_r": "Pearson r", "spearman_rho": "Spearman ρ",
+                                            "backbone": "model"})
+display(correlations.set_index(["pair", "model"]).style.format(
+    {"Pearson r": "{:+.2f}", "Spearman ρ": "{:+.2f}"}).set_caption(
     "Table 3.2: correlations across noise levels (n = number of noise levels)"))
 
 # %% [markdown]
@@ -361,12 +385,18 @@ display(Markdown(verdict_block(("C4", "C5", "C4A", "C5A"), pipe.scale.name)))
 
 
 def trend(df):
-    """Means per noise level (for the CLIP lines below)."""
-    means = df.groupby("noise")["value"].mean().sort_index()
-    steps = np.diff(means.to_numpy())
+    """Means per noise level (for the CLIP lines below), and whether the change from the
+    cleanest to the noisiest level is larger than the two levels' 95 % intervals together."""
+    summary = plots.summarize_over_seeds(df, ["noise"]).sort_values("noise")
+    means, errs = summary["mean"].to_numpy(), summary["err"].to_numpy()
+    steps = np.diff(means)
     word = ("rises at every step" if (steps > 0).all() else
             "falls at every step" if (steps < 0).all() else "is not monotone")
-    return word, ", ".join(f"{v:.5f}" for v in means)
+    if summary["n"].max() < 2:
+        word += " (one run per level: no interval, so not a measured trend)"
+    elif abs(means[-1] - means[0]) <= np.nansum([errs[0], errs[-1]]):
+        word += " (but within the seed intervals: not told apart from seed noise)"
+    return word, ", ".join(f"{v:.3f}" for v in means)
 
 
 # %% [markdown]
@@ -376,7 +406,7 @@ def trend(df):
 # (h)) and finds the same pattern as for supervised pre-training. Here it runs on the image
 # features of the CLIP models of chapter 1 (captions swapped between random pairs; `nml.clip`):
 # SVE of the ID features, LSVR of the OOD features and LP accuracy, against the caption-swap
-# ratio. The CLIP runs resolve `scale="auto"` on their own (the caption says which scale).
+# ratio ({numref}`fig-3-6`). The CLIP runs resolve `scale="auto"` on their own (the caption says which scale).
 
 # %% tags=["hide-input"]
 clip_pipe, clip_results = run_chapter("clip", params, progress=False)

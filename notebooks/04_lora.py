@@ -85,10 +85,10 @@ display(Markdown(f"**Scale:** {result.description}. LoRA rank = in_features // "
 # ## Accuracy against pre-training noise
 #
 # The analogue of Fig. 4e-h (LP and LoRA) and Fig. 8 (LoRA and LoRA + NMTune) in one figure per
-# ViT backbone. Where the scale has several ID or OOD tasks, each run is averaged over them
-# first, so the error bars are over seeds.
+# ViT backbone ({numref}`fig-4-1` for the first). Where the scale has several ID or OOD tasks,
+# each run is averaged over them first, so the error bars are over seeds.
 
-# %%
+# %% tags=["hide-input"]
 fig_no = 0
 for bb in sorted(avg["backbone"].unique()):
     fig_no += 1
@@ -109,12 +109,12 @@ for bb in sorted(avg["backbone"].unique()):
 # The paper's second finding is about size: LoRA changes the features, so the differences
 # between noisy and clean pre-trained models should shrink compared with LP, and with NMTune the
 # clean model should come out on top on ID tasks. The bars show each noisy model's mean accuracy
-# minus the clean model's, per method.
+# minus the clean model's, per method ({numref}`fig-4-gaps`).
 
-# %%
+# %% tags=["hide-input"]
 acc = avg[avg["metric"] == "accuracy"]
 gaps = plots.noise_effect(acc, by=["backbone", "kind", "method"])
-for bb in sorted(gaps["backbone"].unique()):
+for i, bb in enumerate(sorted(gaps["backbone"].unique())):
     fig_no += 1
     fig = plots.gap_bars_figure(
         gaps[gaps["backbone"] == bb], x="method", panel_by="kind",
@@ -124,7 +124,8 @@ for bb in sorted(gaps["backbone"].unique()):
         caption=plots.scale_caption(
             pipe.scale, rows[(rows["backbone"] == bb) & (rows["metric"] == "accuracy")],
             extra="error bars: Welch 95% t-interval of the difference (none where a side has 1 run)"))
-    plots.show(fig)
+    # a label that does not depend on how many backbones the scale has (the scorecard links it)
+    plots.show(fig, name="fig-4-gaps" if i == 0 else f"fig-4-gaps-{i + 1}")
 
 
 # %% [markdown]
@@ -149,7 +150,7 @@ for bb in sorted(avg["backbone"].unique()):
         if lp is not None and lora is not None and lora["mean"] < lp["mean"]:
             lines.append(
                 f"- **{name}, {kind}: LoRA trails LP** on the clean model ({lora['mean']:.1f}% "
-                f"vs {lp['mean']:.1f}%): with {pipe.scale.whitebox_epochs} epoch(s) on at most "
+                f"vs {lp['mean']:.1f}%): with {pipe.scale.whitebox_epochs} epochs on at most "
                 f"{pipe.scale.whitebox_train_limit or 'all'} train images the LoRA runs are "
                 "under-trained at this scale, so the comparisons below say little about the "
                 "paper's claims.")
@@ -180,10 +181,12 @@ for bb in sorted(avg["backbone"].unique()):
                 f"{gk.loc['lora', 'diff']:+.1f} ± {gk.loc['lora', 'err']:.1f}"
                 + (f", LoRA + NMTune {gk.loc['lora_nmtune', 'diff']:+.1f} ± "
                    f"{gk.loc['lora_nmtune', 'err']:.1f}" if "lora_nmtune" in gk.index else "")
-                + " points. " + ("LoRA's gap is smaller than LP's, as the paper reports"
-                                 if smaller else "LoRA's gap is **not** smaller than LP's here")
-                + (" (LoRA's 95 % interval includes zero: no gap can be told from seed noise)."
-                   if abs(gk.loc["lora", "diff"]) <= gk.loc["lora", "err"] else "."))
+                + " points. "
+                + ("LoRA's mean gap is smaller than LP's, but its 95 % interval includes zero: "
+                   "no gap can be told from seed noise, so this neither confirms nor refutes the "
+                   "paper." if abs(gk.loc["lora", "diff"]) <= gk.loc["lora", "err"] else
+                   "LoRA's gap is smaller than LP's, as the paper reports." if smaller else
+                   "LoRA's gap is **not** smaller than LP's here."))
     for kind in ("ID", "OOD"):
         diffs = [cell(bb, kind, "lora_nmtune", nz)["mean"] - cell(bb, kind, "lora", nz)["mean"]
                  for nz in sorted(avg["noise"].unique())
@@ -192,7 +195,8 @@ for bb in sorted(avg["backbone"].unique()):
         if diffs:
             lines.append(f"- **{name}, {kind}: LoRA + NMTune minus LoRA**, mean over the noise "
                          f"levels: {np.mean(diffs):+.1f} points (per level: "
-                         + ", ".join(f"{d:+.1f}" for d in diffs) + ").")
+                         + ", ".join(f"{d:+.1f}" for d in diffs) + "; differences of means, "
+                         "to be read against the error bars of the figure above).")
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

@@ -76,10 +76,11 @@ display(Markdown(f"**Scale:** {results[0].description}. Methods: "
 # %% [markdown]
 # ## Accuracy against pre-training noise
 #
-# One figure per backbone (the paper's Fig. 4 rows). Where the scale has several ID or OOD
-# tasks, each run is averaged over them first, so the error bars are over seeds.
+# One figure per backbone (the paper's Fig. 4 rows; {numref}`fig-5-1` for the first). Where the
+# scale has several ID or OOD tasks, each run is averaged over them first, so the error bars
+# are over seeds.
 
-# %%
+# %% tags=["hide-input"]
 fig_no = 0
 for bb in sorted(acc["backbone"].unique()):
     fig_no += 1
@@ -99,11 +100,11 @@ for bb in sorted(acc["backbone"].unique()):
 #
 # Each bar is a noisy model's mean accuracy minus the clean model's, for one tuning method; the
 # paper prints the same difference on top of its bars. If modifying more parameters washes the
-# noise out, the bars shrink from LP to LoRA to FT.
+# noise out, the bars shrink from LP to LoRA to FT ({numref}`fig-5-gaps`).
 
-# %%
+# %% tags=["hide-input"]
 gaps = plots.noise_effect(acc, by=["backbone", "kind", "method"])
-for bb in sorted(gaps["backbone"].unique()):
+for i, bb in enumerate(sorted(gaps["backbone"].unique())):
     fig_no += 1
     fig = plots.gap_bars_figure(
         gaps[gaps["backbone"] == bb], x="method", panel_by="kind",
@@ -113,7 +114,8 @@ for bb in sorted(gaps["backbone"].unique()):
         caption=plots.scale_caption(
             pipe.scale, rows[(rows["backbone"] == bb) & (rows["metric"] == "accuracy")],
             extra="error bars: Welch 95% t-interval of the difference (none where a side has 1 run)"))
-    plots.show(fig)
+    # a label that does not depend on how many backbones the scale has (the scorecard links it)
+    plots.show(fig, name="fig-5-gaps" if i == 0 else f"fig-5-gaps-{i + 1}")
 
 # %% [markdown]
 # What the figures say, read from the stored numbers. "Mean |gap|" is the mean over the noisy
@@ -138,7 +140,7 @@ for bb in sorted(gaps["backbone"].unique()):
                      + ", ".join(f"{plots.METHOD_LABELS[m]} {c[m]:.1f}%" for m in order
                                  if m in c.index)
                      + (f". {' and '.join(behind)} trail{'s' if len(behind) == 1 else ''} LP: "
-                        f"with {pipe.scale.whitebox_epochs} epoch(s) on at most "
+                        f"with {pipe.scale.whitebox_epochs} epochs on at most "
                         f"{pipe.scale.whitebox_train_limit or 'all'} train images the "
                         "white-box runs are under-trained at this scale, so their small gaps "
                         "may only mean that they learned little." if behind else "."))

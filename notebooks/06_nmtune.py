@@ -106,8 +106,9 @@ display(Markdown(f"**Scale:** {main.description}. NMTune weight λ = {params.lam
 #
 # One figure per backbone, laid out as the paper's Fig. 7: ID results on the left, OOD on the
 # right; accuracy, then macro-F1, then the spectral measure the paper pairs with each (SVE for
-# ID, LSVR for OOD). Where a scale has several ID or OOD tasks, each run's numbers are averaged
-# over them first (the paper's "average ID / OOD"), so the error bars are over seeds.
+# ID, LSVR for OOD): {numref}`fig-6-1` for the first backbone. Where a scale has several ID or
+# OOD tasks, each run's numbers are averaged over them first (the paper's "average ID / OOD"),
+# so the error bars are over seeds.
 
 # %% tags=["hide-input"]
 fig_no = 0
@@ -150,7 +151,7 @@ display(Markdown(verdict_block(("C6a", "C6b", "C6c", "C6d", "C7", "C9a", "C9b", 
 # How strong should the regulariser be? The store holds NMTune runs at
 # $\lambda \in \{0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3\}$ for the clean model and the `noise`
 # model ($\lambda = 0$ is MLP tuning), on the scale's first backbone with one tuning seed. Move
-# the slider under the figure: the left panel shows the accuracy on each task at that $\lambda$,
+# the slider under {numref}`fig-6-lambda`: the left panel shows the accuracy on each task at that $\lambda$,
 # the right panel the singular values of the tuned ID features $Z$. The slider is plain plotly:
 # it works on this static page, with no kernel.
 
@@ -176,9 +177,12 @@ fig_no += 1
 fig = plots.lambda_slider_figure(
     sweep_rows[sweep_rows["metric"] == "accuracy"], spectra, group_by=("task",), active=active,
     title=f"Figure 6.{fig_no}: NMTune as λ changes, {plots.BACKBONE_LABELS.get(sweep_bb, sweep_bb)}",
-    caption=plots.scale_caption(pipe.scale, sweep.rows[(sweep.rows["metric"] == "accuracy")],
-                                extra=f"spectrum: {spec_task} / {spec_set} features Z"))
-plots.show(fig)
+    caption=plots.scale_caption(
+        pipe.scale, sweep.rows[(sweep.rows["metric"] == "accuracy")],
+        extra=f"spectrum: tuned features Z on {plots.task_label(spec_task)}, "
+              f"{plots.human_label(spec_set, 'test_set')} set"))
+# a label that does not depend on how many backbones the scale has (the text links to it)
+plots.show(fig, name="fig-6-lambda")
 
 # %% tags=["remove-input"]
 sweep_summary = plots.summarize_over_seeds(
@@ -216,7 +220,8 @@ explorer = lambda_explorer(
     notebook="notebooks/06_nmtune.ipynb", spec_task=spec_task, spec_set=spec_set,
     lam=params.lam, compute=params.compute,
     caption=plots.scale_caption(pipe.scale, sweep.rows[sweep.rows["metric"] == "accuracy"],
-                                extra=f"1 tuning seed; spectrum: {spec_task} / {spec_set}"))
+                                extra=f"1 tuning seed; spectrum: {plots.task_label(spec_task)}, "
+                                      f"{plots.human_label(spec_set, 'test_set')} set"))
 
 # %% [markdown]
 # ## NMTune on CLIP image features
@@ -225,9 +230,10 @@ explorer = lambda_explorer(
 # features it reports the same ordering as for supervised models, NMTune above MLP tuning above
 # LP, with the clearest gains on OOD tasks. Here: LP, MLP tuning and NMTune (λ = `lam`) on the
 # image features of the CLIP models of chapter 1 (captions swapped between random pairs), on
-# the scale's ID and OOD tasks. The CLIP runs resolve `scale="auto"` on their own.
+# the scale's ID and OOD tasks ({numref}`fig-6-4`, Table 6.3). The CLIP runs resolve
+# `scale="auto"` on their own.
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 
 from nml.data import TASKS
@@ -246,18 +252,23 @@ plots.show(plots.noise_panels(
     title="Figure 6.4: LP, MLP tuning and NMTune on CLIP image features vs caption noise",
     caption=plots.scale_caption(clip_pipe.scale, clip_acc)))
 
-# %%
+# %% tags=["hide-input"]
 clip_table = plots.mean_ci_table(
     pd.concat(clip_panels.values()).assign(task=lambda d: d["task"].map(plots.task_label)),
     ["task", "method"], "noise")
+# CLIP noise is captions swapped, not label noise: say so in the column headers
+clip_table.columns = [str(c).replace("% noise", "% captions swapped") for c in clip_table.columns]
+clip_table.columns.name = "caption noise"
 display(clip_table.style.set_caption(
     f"Table 6.3: accuracy (%) on CLIP image features, mean ± 95 % interval over tuning seeds; "
     f"{plots.scale_caption(clip_pipe.scale, clip_acc)}"))
 
-# %%
+# %% tags=["remove-input"]
 clip_means = clip_acc[clip_acc["test_set"].isin(["test", "mean"])].groupby(
     ["task", "method"])["value"].mean().unstack("method")
 clip_lines = [f"- {plots.task_label(t)}: NMTune − LP = {r['nmtune'] - r['lp']:+.2f} points, "
               f"NMTune − MLP = {r['nmtune'] - r['mlp']:+.2f} points (averaged over caption-noise "
               f"levels)." for t, r in clip_means.iterrows()]
-display(Markdown("\n".join(clip_lines)))
+display(Markdown("Differences of the mean accuracies, averaged over the caption-noise levels "
+                 "(Table 6.3 gives each mean's 95 % interval; a difference smaller than those "
+                 "intervals is not told apart from seed noise):\n\n" + "\n".join(clip_lines)))

@@ -87,12 +87,21 @@ text_cfg = params.text_config()
 # `nml.practical.resolves_offline`). GPT-2 is registered as `gpt2-large`, the checkpoint with the
 # 774 M parameters of the paper's Table 3.
 
-# %%
-registry = practical.registry_table().set_index("paper model")
-display(registry.style.format({"params (M, paper)": lambda v: "-" if pd.isna(v) else f"{v:.0f}",
-                               "resolves offline": lambda v: "-" if v is None else str(v)})
+# %% tags=["hide-input"]
+registry = practical.registry_table()
+# Short columns in the table; the long "what is noisy" text as a list under it, so that the
+# table fits a phone's column and no row is a paragraph tall.
+short = registry.set_index("paper model")[
+    ["library", "exact name", "pretrained tag", "params (M, paper)", "resolves offline"]]
+display(short.style.format({"params (M, paper)": lambda v: "-" if pd.isna(v) else f"{v:.0f}",
+                            "resolves offline": lambda v: "-" if v is None else
+                            ("yes" if v else "no")})
         .set_caption("Table 7.1: the paper's noisy pre-trained models (Table 3) by exact "
-                     "library name; what is noisy in their data"))
+                     "library name (what is noisy in their data: the list below)"))
+display(Markdown("\n".join(
+    f"- **{r['paper model']}** ({r['pre-training method']}; pre-trained on "
+    f"{r['pre-training data']}). What is noisy: {r['what is noisy']}."
+    for r in registry.to_dict("records"))))
 
 # %% [markdown]
 # `nml.practical.load_practical_model(key)` runs this code and returns the frozen model with its
@@ -134,7 +143,8 @@ display(Markdown(
 # its GLUE-X partner IMDB (the paper averages 14 OOD sets), and an IMDB test set capped at a
 # seeded subset of `ood_test_limit` reviews to keep the encoding within minutes on one CPU core.
 # SST-2's labelled test set (the original binary SST test) is the ID headline; GLUE's dev set,
-# which the paper reports, is shown as well.
+# which the paper reports, is shown as well. {numref}`fig-7-1` and Table 7.2 give the accuracies;
+# {numref}`fig-7-2` the spectra of the features each classifier sees.
 
 # %% tags=["remove-input"]
 try:
@@ -146,14 +156,14 @@ except MissingResult as missing:
 rows = text.rows
 display(Markdown(f"**Text scale:** {text.description}."))
 
-# %%
+# %% tags=["hide-input"]
 fig = practical.text_bars_figure(
     rows, metric="accuracy", y_title="accuracy (%)",
     title="Figure 7.1: LP vs MLP tuning vs NMTune on frozen all-MiniLM-L6-v2 features",
     caption=practical.text_caption(text, extra=f"NMTune λ = {text_cfg.lam:g}"))
 plots.show(fig)
 
-# %%
+# %% tags=["hide-input"]
 headline = rows[rows["metric"].isin(["accuracy", "f1"]) & (rows["method"] != "frozen")].assign(
     test_set=lambda d: d["test_set"].map(lambda t: practical.TEST_SETS[t][2]),
     method=lambda d: d["method"].map(plots.METHOD_LABELS))
@@ -249,6 +259,7 @@ dropped = ", ".join(f"{name}: {n}" for name, n in zeros.items() if n)
 fig = plots.spectrum_figure(
     {name: p[p > TINY] for name, p in normalised.items()},
     title="Figure 7.2: normalised singular values p_i = s_i / Σ s_j of the text features",
+    y_title="p_i = s_i / Σ s_j (log scale)",
     caption=practical.text_caption(text, extra=f"tuned Z: tuning seed {seed0}" + (
         f" · numerically zero values (p_i < {TINY:g}) left out: {dropped} of "
         f"{text.config.spec.dim}" if dropped else "")))
@@ -299,7 +310,7 @@ display(Markdown(
 # (`VisionConfig(tasks=("pacs_photo", "cifar10", "caltech101"))`) but not run here: its
 # extraction would have added about 20 minutes at the measured rate.
 
-# %%
+# %% tags=["hide-input"]
 try:  # replay only: the extraction and tuning take about an hour on this book's CPU
     vision = practical_vision.run_vision_grid(
         practical_vision.VisionConfig(lam=params.lam), progress=False, replay_only=True,
@@ -314,10 +325,12 @@ if vision is not None:
         f"**Vision scale:** {vision.description}. **Weights that ran:** `{vision.weights}`."
         + (f" **Not shown:** {', '.join(vision.missing_tasks)}, whose units are not all "
            f"stored yet (`python -m nml practical --vision` computes them)."
-           if vision.missing_tasks else "")))
+           if vision.missing_tasks else "")
+        + " {numref}`fig-7-3` and Table 7.4 give the accuracies, {numref}`fig-7-4` the spectra "
+          "of the features each classifier sees."))
     cells, cell_labels = practical_vision.vision_cells(vision.rows)
 
-# %%
+# %% tags=["hide-input"]
 if vision is not None:
     fig = practical.text_bars_figure(
         cells.assign(test_set=cells["cell"]), metric="accuracy", test_sets=list(cell_labels),
@@ -327,7 +340,7 @@ if vision is not None:
         caption=f"{vision.description} · NMTune λ = {vision.config.lam:g}")
     plots.show(fig)
 
-# %%
+# %% tags=["hide-input"]
 if vision is not None:
     tuned = cells[cells["metric"].isin(["accuracy", "f1"]) & (cells["method"] != "frozen")]
     vision_table = plots.mean_ci_table(
@@ -345,7 +358,7 @@ if vision is not None:
         f"{vision.description}"))
 
 
-# %%
+# %% tags=["hide-input"]
 if vision is not None:
     def vision_gap(cell, method, baseline):
         g = practical.method_gap(cells.assign(test_set=cells["cell"]), metric="accuracy",
@@ -388,7 +401,7 @@ if vision is not None:
 # NMTune classify, on each test set (OOD: the mean over the three PACS domains per run), and
 # the normalised singular values $p_i = s_i / \sum_j s_j$ of F and Z.
 
-# %%
+# %% tags=["hide-input"]
 if vision is not None:
     VNAMES = {"frozen": "frozen F (LP's input)", "mlp": "MLP tuning Z", "nmtune": "NMTune Z"}
     vspec = cells[cells["metric"].isin(["sve", "lsvr"]) & cells["method"].isin(list(VNAMES))
@@ -405,7 +418,7 @@ if vision is not None:
         f"deterministic matrix, Z mean ± 95% interval over {len(vision.config.seeds)} seeds; "
         f"{vision.description}"))
 
-# %%
+# %% tags=["hide-input"]
 if vision is not None:
     seed0 = min(vision.config.seeds)
     ood_task = next((t for t in vision.info if practical_vision.VISION_TASKS[t][1] == "OOD"), None)
@@ -427,12 +440,13 @@ if vision is not None:
         {name: p[p > TINY] for name, p in vnorm.items()},
         title="Figure 7.4: normalised singular values p_i = s_i / Σ s_j of EfficientNet-Lite0's "
               "features",
+        y_title="p_i = s_i / Σ s_j (log scale)",
         caption=f"{vision.description} · tuned Z: tuning seed {seed0}" + (
             f" · numerically zero values (p_i < {TINY:g}) left out: {vdropped}"
             if vdropped else ""))
     plots.show(fig)
 
-# %%
+# %% tags=["hide-input"]
 if vision is not None:
     vsizes = {t: i.get("sizes", {}) for t, i in vision.info.items()}
     vsecs = {t: i.get("extract_seconds", {}) for t, i in vision.info.items()}

@@ -98,9 +98,10 @@ n_pre, n_tune = pre["pretrain_seed"].nunique(), acc["seed"].nunique()
 display(Markdown(
     f"**Scale:** {result.description}"
     f"{' (the fallback of scale=auto: no better scale is fully stored)' if result.scale == 'tiny' else ''}. "
-    f"Upstream `{pipe.scale.upstream}` with asymmetric noise among {len(related)} related classes "
+    f"Upstream {plots.human_label(pipe.scale.upstream)} with asymmetric noise among {len(related)} related classes "
     f"at {', '.join(f'{v * 100:g}%' for v in sorted(pre['noise'].unique()))}; backbone "
-    f"{', '.join(f'`{b}`' for b in pre['backbone'].unique())}; {pipe.scale.pretrain_epochs} "
+    f"{', '.join(plots.human_label(b) for b in pre['backbone'].unique())}; "
+    f"{pipe.scale.pretrain_epochs} "
     f"pre-training epochs, {n_pre} pre-training seed{'s' if n_pre > 1 else ''}; LP and NMTune "
     f"(λ = {params.lam:g}) for {pipe.scale.tune_epochs} epochs, {n_tune} tuning "
     f"seed{'s' if n_tune > 1 else ''} per pre-trained model."))
@@ -154,7 +155,7 @@ display(subset.style.set_caption(
 # training set the flipped fraction is therefore smaller, $r \cdot n_S / N$. The table reads
 # both off the training set of each pre-trained model (measured by `nml.pretrain`).
 
-# %%
+# %% tags=["hide-input"]
 share = len(related) / n_classes
 rate = noise_rate.groupby("noise")["value"].agg(["mean", "min", "max"])
 table = pd.DataFrame({
@@ -171,14 +172,15 @@ display(table.style.set_caption(
 # %% [markdown]
 # ## Upstream accuracy
 #
-# Accuracy of each pre-trained model on the clean upstream test set (all classes). The noise
-# touches only the related classes, so the drop is expected to be small.
+# Accuracy of each pre-trained model on the clean upstream test set (all classes,
+# {numref}`fig-8-1`). The noise touches only the related classes, so the drop is expected to be
+# small.
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.accuracy_vs_noise(
     pre, group_by=("backbone",), y_title="upstream test accuracy (%)",
     title="Figure 8.1: pre-training accuracy vs asymmetric noise",
-    caption=plots.caption(scale=result.scale, data=f"{pipe.scale.upstream} (clean test set)",
+    caption=plots.caption(scale=result.scale, data=f"{plots.human_label(pipe.scale.upstream)} (clean test set)",
                           model=", ".join(plots.BACKBONE_LABELS.get(b, b)
                                           for b in pre["backbone"].unique()),
                           epochs=pipe.scale.pretrain_epochs, seeds=f"{n_pre} pre-training",
@@ -188,10 +190,10 @@ plots.show(fig)
 # %% [markdown]
 # ## Downstream accuracy: LP and NMTune (the paper's Fig. 10)
 #
-# One panel per task (ID tasks: test accuracy; OOD task: the mean over its target domains). Each
-# point averages every (pre-training seed, tuning seed) run.
+# {numref}`fig-8-2`: one panel per task (ID tasks: test accuracy; OOD task: the mean over its
+# target domains). Each point averages every (pre-training seed, tuning seed) run.
 
-# %%
+# %% tags=["hide-input"]
 panels = {f"{plots.task_label(t)}: {ASYMMETRIC_TASK_ROLES.get(t, 'role not defined')}":
           acc[acc["task"] == t] for t in sorted(acc["task"].unique())}
 fig = plots.noise_panels(
@@ -204,10 +206,11 @@ fig.update_xaxes(title_text="asymmetric pre-training noise (%)")
 plots.show(fig)
 
 # %% [markdown]
-# The same numbers as differences from the clean pre-trained model (noisy minus clean); a bar
-# above zero is a noisy model that transfers better than the clean one.
+# The same numbers as differences from the clean pre-trained model (noisy minus clean,
+# {numref}`fig-8-3`); a bar above zero is a noisy model that transfers better than the clean
+# one.
 
-# %%
+# %% tags=["hide-input"]
 gaps = plots.noise_effect(acc, by=("method", "task"))
 fig = plots.gap_bars_figure(
     gaps, title="Figure 8.3: accuracy of each noisy model minus the clean model's",

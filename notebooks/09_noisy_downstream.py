@@ -79,11 +79,11 @@ n_pre, n_tune = acc["pretrain_seed"].nunique(), acc["seed"].nunique()
 display(Markdown(
     f"**Scale:** {results[0].description}"
     f"{' (the fallback of scale=auto: no better scale is fully stored)' if results[0].scale == 'tiny' else ''}. "
-    f"Backbone {', '.join(f'`{b}`' for b in acc['backbone'].unique())} pre-trained on "
-    f"`{pipe.scale.upstream}` at γ = {', '.join(f'{v * 100:g}%' for v in levels)} "
+    f"Backbone {', '.join(plots.human_label(b) for b in acc['backbone'].unique())} pre-trained "
+    f"on {plots.human_label(pipe.scale.upstream)} at γ = {', '.join(f'{v * 100:g}%' for v in levels)} "
     f"({pipe.scale.pretrain_epochs} epochs, {n_pre} pre-training seed{'s' if n_pre > 1 else ''}); "
     f"LP and NMTune (λ = {params.lam:g}, {pipe.scale.tune_epochs} epochs, {n_tune} tuning seeds) "
-    f"on {', '.join(f'`{t}`' for t in tasks)} with downstream label noise "
+    f"on {', '.join(plots.task_label(t) for t in tasks)} with downstream label noise "
     f"η = {', '.join(f'{v * 100:g}%' for v in DOWNSTREAM_NOISE_LEVELS)}."))
 
 # %% [markdown]
@@ -96,7 +96,7 @@ display(Markdown(
 # stored runs (the draw depends on the tuning seed, not on the pre-trained model). At η = 0 no
 # label is flipped.
 
-# %%
+# %% tags=["hide-input"]
 rates = rows[rows["metric"] == "train_noise_rate"]
 realised = {}
 for t in tasks:
@@ -106,7 +106,7 @@ for t in tasks:
         cells.append("0" if eta == 0 else "not stored" if v.empty else
                      f"{v.mean():.4f} ({v.min():.4f} to {v.max():.4f}, {len(v)} runs)")
     realised[t] = cells
-display(pd.DataFrame(realised, index=[f"η = {eta * 100:g}%" for eta in DOWNSTREAM_NOISE_LEVELS])
+display(pd.DataFrame({plots.task_label(t): v for t, v in realised.items()}, index=[f"η = {eta * 100:g}%" for eta in DOWNSTREAM_NOISE_LEVELS])
         .style.set_caption("Table 9.1: realised fraction of flipped downstream training labels "
                            "(mean, range and number of stored runs)"))
 
@@ -115,9 +115,10 @@ display(pd.DataFrame(realised, index=[f"η = {eta * 100:g}%" for eta in DOWNSTRE
 #
 # One panel per tuning method (and task), one line per pre-training noise level γ. The paper's
 # question is the *order of the lines*: under LP the slightly noisy models lie above the clean
-# one at every η; under NMTune the clean model lies on top.
+# one at every η; under NMTune the clean model lies on top ({numref}`fig-9-1` for the first
+# task).
 
-# %%
+# %% tags=["hide-input"]
 fig_no = 0
 for t in tasks:
     fig_no += 1
@@ -125,17 +126,18 @@ for t in tasks:
     fig = plots.label_noise_panels(
         {f"{plots.METHOD_LABELS[m]} on {plots.task_label(t)}": part[part["method"] == m]
          for m in ("lp", "nmtune")},
-        title=f"Figure 9.{fig_no}: test accuracy vs downstream label noise, {t}",
+        title=f"Figure 9.{fig_no}: test accuracy vs downstream label noise, "
+              f"{plots.task_label(t)}",
         caption=plots.scale_caption(pipe.scale, part, extra=f"NMTune λ = {params.lam:g} · "
                                     "clean test labels"))
     plots.show(fig)
 
 # %% [markdown]
-# The same runs with the pre-training noise on the x axis, one panel per η: within a panel,
-# LP and NMTune on the same models.
+# The same runs with the pre-training noise on the x axis, one panel per η
+# ({numref}`fig-9-by-eta` for the first task): within a panel, LP and NMTune on the same models.
 
-# %%
-for t in tasks:
+# %% tags=["hide-input"]
+for i, t in enumerate(tasks):
     fig_no += 1
     part = acc[acc["task"] == t]
     fig = plots.noise_panels(
@@ -143,10 +145,11 @@ for t in tasks:
          for eta in DOWNSTREAM_NOISE_LEVELS},
         cols=3, panel_height=300,
         title=f"Figure 9.{fig_no}: LP vs NMTune against pre-training noise, per downstream "
-              f"noise η, {t}",
+              f"noise η, {plots.task_label(t)}",
         y_titles={f"η = {eta * 100:g}%": "accuracy (%)" for eta in DOWNSTREAM_NOISE_LEVELS[::3]},
         caption=plots.scale_caption(pipe.scale, part, extra=f"NMTune λ = {params.lam:g}"))
-    plots.show(fig)
+    # a label that does not depend on how many tasks the scale has (the text links to it)
+    plots.show(fig, name="fig-9-by-eta" if i == 0 else f"fig-9-by-eta-{i + 1}")
 
 # %% [markdown]
 # ## The numbers
@@ -154,7 +157,7 @@ for t in tasks:
 # Test accuracy (%), mean ± 95% t-interval over seeds, per downstream noise η (rows) and method
 # and pre-training noise γ (columns).
 
-# %%
+# %% tags=["hide-input"]
 for i, t in enumerate(tasks, start=1):
     part = acc[acc["task"] == t].copy()
     part["η"] = [f"η = {v * 100:g}%" for v in part["label_noise"]]

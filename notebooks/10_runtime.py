@@ -128,7 +128,8 @@ display(Markdown("**Stored timings shown:** " + "; ".join(
 # shape of the calibration run): MLP tuning (cross-entropy only), NMTune with the exact SVD term
 # (`svdvals`), and NMTune with the fast one. After 5 warm-up steps each, the timed steps run in
 # four interleaved blocks with the tuner order rotated. The last column checks the fast term
-# against `svdvals` on the fast tuner's own batches (largest relative error).
+# against `svdvals` on the fast tuner's own batches (largest relative error). {numref}`fig-10-1`
+# sets the measured ratios beside the paper's.
 
 # %% tags=["remove-input"]
 table = []
@@ -205,13 +206,14 @@ display(Markdown("\n".join(lines)))
 # features once ({mod}`nml.features`) and tunes on them. `python -m nml bench blackbox-cache`
 # times both paths on the same data, the same linear head and the same number of steps, and
 # checks that they see the same features (largest absolute difference on a probe batch). The
-# cached path is charged for its one-off extraction.
+# cached path is charged for its one-off extraction ({numref}`fig-10-2`).
 
 # %% tags=["remove-input"]
 table = []
 for kind, m in cache.items():
-    table.append({"device": f"{kind.upper()} ({m['device']})", "backbone": m["backbone"],
-                  "data": m["task"], "steps": int(m["steps"]),
+    table.append({"device": f"{kind.upper()} ({m['device']})",
+                  "backbone": plots.human_label(m["backbone"]),
+                  "data": plots.task_label(m["task"]), "steps": int(m["steps"]),
                   "extract once (s)": m["extract_s"], "tune on cache (s)": m["cached_tune_s"],
                   "backbone in loop (s)": m["backbone_in_loop_s"],
                   "speed-up (with extraction)": m["speedup"],
@@ -226,10 +228,11 @@ display(table.style.format({c: "{:.3f}" for c in table.columns if "(s)" in c}
     "(one run per device)"))
 display(Markdown("\n".join(f"- {kind.upper()}: {conditions(m)}." for kind, m in cache.items())))
 
-# %%
+# %% tags=["hide-input"]
 bars = []
 for kind, m in cache.items():
-    setting = f"{kind.upper()}: {m['backbone']} on {m['task']}, {int(m['steps'])} steps"
+    setting = (f"{kind.upper()}: {plots.human_label(m['backbone'])} on "
+               f"{plots.task_label(m['task'])}, {int(m['steps'])} steps")
     bars += [{"path": "cached: extract once", "run": setting, "seconds": m["extract_s"]},
              {"path": "cached: tune", "run": setting, "seconds": m["cached_tune_s"]},
              {"path": "cached: total", "run": setting, "seconds": m["cached_total_s"]},
@@ -247,7 +250,8 @@ plots.show(fig)
 lines = []
 for kind, m in cache.items():
     lines.append(
-        f"- **{kind.upper()}** (`{m['backbone']}` on `{m['task']}`, {int(m['steps'])} steps): "
+        f"- **{kind.upper()}** ({plots.human_label(m['backbone'])} on "
+        f"{plots.task_label(m['task'])}, {int(m['steps'])} steps): "
         f"tuning on cached features is **{m['speedup_tuning_only']:.1f}x** faster than running "
         f"the backbone on every step, and **{m['speedup']:.1f}x** faster once the one-off "
         f"extraction ({m['extract_s']:.3f} s) is counted. Both paths see the same features "

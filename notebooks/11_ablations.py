@@ -145,9 +145,10 @@ n_units = sum(len(r.rows[["method", "noise", "seed", "task", "lam"]].drop_duplic
               for r in results)
 noise_text = ", ".join(f"{x * 100:g}%" for x in sorted(ablation["noise"].unique()))
 caption = plots.scale_caption(pipe.scale, default_rows, extra=f"pre-training noise {noise_text}")
-task_text = ", ".join(f"`{t}`" for t in sorted(default_rows["task"].unique()))
+task_text = ", ".join(plots.task_label(t) for t in sorted(default_rows["task"].unique()))
 display(Markdown(
-    f"**Scale:** {results[0].description}. Backbone `{default_rows['backbone'].iloc[0]}`; "
+    f"**Scale:** {results[0].description}. Backbone "
+    f"{plots.human_label(default_rows['backbone'].iloc[0])}; "
     f"tasks {task_text}; pre-training noise {noise_text}; "
     f"{pipe.scale.tune_epochs} tuning epochs; tuning seeds "
     f"{sorted(int(x) for x in default_rows['seed'].unique())}; {n_units} tuning runs in all. Accuracy is the "
@@ -187,8 +188,11 @@ display(table.style.set_caption(
 
 # %% [markdown]
 # ## The MLP (Table 15 analogue)
+#
+# {numref}`fig-11-1`: depth, width, non-linearity and the residual form of the MLP $h$, one
+# factor at a time.
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.factor_panels(
     summary, levels={k: LEVELS[k] for k in ("depth (layers)", "width (hidden = k D)",
                                             "non-linearity", "form of Z")},
@@ -229,9 +233,9 @@ display(Markdown("\n".join([
 #
 # "no MSE" sets $w_{MSE} = 0$ and keeps the other two terms at weight 1, and so on; "authors'"
 # uses the weights of the authors' code. The $\lambda$ panel scales all three terms together;
-# $\lambda = 0$ is MLP tuning under another name.
+# $\lambda = 0$ is MLP tuning under another name ({numref}`fig-11-2`).
 
-# %%
+# %% tags=["hide-input"]
 fig = plots.factor_panels(
     summary, levels={k: LEVELS[k] for k in ("loss terms", "λ")}, references=ref_summary,
     title="Figure 11.2: NMTune accuracy vs its loss terms and their weight λ",
@@ -284,7 +288,7 @@ display(Markdown("\n".join(lines)))
 # ## Top-K singular values in $\mathcal{L}_{SVD}$ (Appendix C.2)
 #
 # With top-K the SVD term rewards the mean of the K largest singular values of $Z$ (each divided
-# by their sum) instead of the largest alone. The figure shows accuracy for K = 1 to 10, the
+# by their sum) instead of the largest alone. {numref}`fig-11-3` shows accuracy for K = 1 to 10, the
 # table the LSVR ($-\log s_1 / \sum s$) of the tuned features $Z$ on the ID test set, to see
 # whether the term changes the spectrum it targets.
 
@@ -336,7 +340,7 @@ display(Markdown("\n".join(lines)))
 #
 # nml's default SVD term replaces `torch.linalg.svdvals` with matrix products (power iteration
 # and a Newton-Schulz polar factor; {mod}`nml.losses`), which is what makes NMTune cheap on a GPU
-# (chapter 10). The figure and the table compare tuning with each, seed by seed: if the fast term
+# (chapter 10). {numref}`fig-11-4` and the table compare tuning with each, seed by seed: if the fast term
 # is a faithful substitute, the accuracy difference is within the seed-to-seed spread.
 
 # %% tags=["hide-input"]
@@ -390,13 +394,13 @@ display(Markdown(
 # MSE averaged over the $M \cdot D$ entries) are not among the factors above. Here the two
 # whole set-ups meet: the paper's NMTune (nml's default) and `TuneConfig.authors_code("nmtune")`
 # (every difference is listed in the method page's table "The paper and the authors' code"),
-# on the same pre-trained models and tuning seeds. Accuracy first, then the spectrum of the
+# on the same pre-trained models and tuning seeds ({numref}`fig-11-5`). Accuracy first, then the spectrum of the
 # tuned features $Z$ under both spectrum preprocessings (chapter 3). These runs resolve the
 # scale on their own: the caption names it. Each cell: mean ± 95 % t-interval over seeds (n
 # runs); the difference is paired by pre-trained model and seed, `*` where its interval
 # excludes 0.
 
-# %%
+# %% tags=["hide-input"]
 authors_pipe, authors_results = run_chapter("11_authors", params, progress=False)
 variants = {"paper": authors_results[0].rows, "authors' code": authors_results[1].rows}
 comparison = plots.compare_variants(
@@ -415,7 +419,7 @@ plots.show(plots.noise_panels(
     title="Figure 11.5: NMTune as the paper describes it and as the authors' code runs it",
     caption=plots.scale_caption(authors_pipe.scale, authors_results[1].rows)))
 
-# %%
+# %% tags=["hide-input"]
 acc_diff = comparison[(comparison["metric"] == "accuracy")]
 diff_col = "authors' code − paper"
 significant = acc_diff[acc_diff[diff_col].str.endswith("*")]
@@ -431,10 +435,12 @@ display(Markdown(
 # %% [markdown]
 # ## What this scale shows
 #
-# The tables above are the evidence; the summary below only counts what they say. At the tiny
-# scale the data are synthetic and the backbone is a micro network, so small differences are
-# expected to drown in seed spread; a factor that matters there is worth checking at the cpu or
-# cifar scale (`python -m nml grid --scale cifar --chapter 11_ablations` on a GPU machine).
+# The tables above are the evidence; the summary below only counts what they say. The scale is
+# the one named under the parameters and in every caption. At the two small scales (tiny:
+# synthetic data and a micro network; cpu: a quarter-width ResNet-18 on reduced CIFAR, few
+# epochs) small differences are expected to drown in seed spread; a factor that matters there is
+# worth checking at the cifar scale (`python -m nml grid --scale cifar --chapter 11_ablations` on
+# a GPU machine).
 
 # %% tags=["remove-input"]
 sig = diffs[diffs["significant"]]

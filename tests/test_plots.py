@@ -162,6 +162,28 @@ def test_lambda_slider_steps_each_change_accuracy_and_spectrum():
     json.dumps(slider.steps[0].args[0])
 
 
+def test_log_axes_label_their_ticks_with_full_values():
+    # plotly writes a short log axis's minor ticks as "2", "5" (read as 2 and 5, not 200 and
+    # 500); log_ticks writes every label as its value, few enough for a phone's panel.
+    ticks = plots.log_ticks(20.0, 400.0)
+    assert ticks["ticktext"] == ["20", "50", "100", "200"]
+    assert ticks["tickvals"] == pytest.approx([20, 50, 100, 200])
+    wide = plots.log_ticks(1.2, 1500.0)
+    assert wide["ticktext"] == ["3", "10", "30", "100", "300", "1000"]
+    assert plots.log_ticks(1e-4, 1.0)["ticktext"] == ["1e-4", "0.001", "0.01", "0.1", "1"]
+    assert len(plots.log_ticks(3.0, 3.5)["tickvals"]) == 2
+    assert plots.log_ticks(0.0, 1.0) == {}
+    fig = plots.spectrum_figure({0.0: _spectrum(600, 0.01)})
+    for axis in ("yaxis", "yaxis2", "yaxis3"):
+        vals = fig.layout[axis].tickvals
+        assert 2 <= len(vals) <= 9 and len(fig.layout[axis].ticktext) == len(vals)
+    df, spectra = _slider_inputs()
+    fig = plots.lambda_slider_figure(df, spectra)
+    assert fig.layout.yaxis.title.text == "accuracy (%)"
+    lo, hi = (10 ** r for r in fig.layout.yaxis2.range)
+    assert all(lo <= v <= hi for v in fig.layout.yaxis2.tickvals)
+
+
 def test_lambda_slider_bad_input():
     df, spectra = _slider_inputs()
     with pytest.raises(NMLError, match="no spectra"):
@@ -328,8 +350,9 @@ def test_mean_ci_table_cells_by_hand():
     assert table.loc["MLP", "0 % noise"] == "0.800 ± 0.000"
     # Fractions sort as numbers (10 %, 25 %, 100 %), not as text (10, 100, 25).
     fractions = pd.concat([_rows(CELLS).assign(fraction=f) for f in (1.0, 0.25, 0.1)])
-    assert list(plots.mean_ci_table(fractions, "fraction", "method").index) == [
-        "10 % of the training data", "25 % of the training data", "100 % of the training data"]
+    table = plots.mean_ci_table(fractions, "fraction", "method")
+    assert list(table.index) == ["10 %", "25 %", "100 %"]
+    assert table.index.name == "training data"
 
 
 def test_mean_over_keeps_runs_apart_and_labels_the_average():
@@ -461,10 +484,12 @@ def test_seeds_text_and_scale_caption_state_the_runs():
     tiny = SCALES["tiny"]
     text = plots.scale_caption(tiny, df, extra="λ = 0.01")
     assert text.startswith(plots.SCALE_LABELS["tiny"])
-    assert "data: synthetic_upstream → synthetic ID (ID)" in text
+    assert "data: synthetic upstream set → synthetic ID (ID)" in text
     assert "model: micro ResNet" in text
-    assert f"pre-training {tiny.pretrain_epochs}, LP / MLP / NMTune {tiny.tune_epochs}" in text
-    assert f"LoRA / FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")
+    # only the methods shown: LP and FT here, not "LP / MLP / NMTune" and "LoRA / FT"
+    assert f"pre-training {tiny.pretrain_epochs}, LP {tiny.tune_epochs}, FT " in text
+    assert f"FT {tiny.whitebox_epochs}" in text and text.endswith("λ = 0.01")
+    assert "NMTune" not in text and "LoRA" not in text
     with pytest.raises(NMLError, match="lacks column"):
         plots.scale_caption(tiny, df.drop(columns="backbone"))
 
@@ -514,3 +539,29 @@ def test_compare_variants_pairs_by_seed_and_says_not_stored():
     spec = table[table["metric"] == "sve_authors"].iloc[0]
     assert spec["paper"] == "not stored" and spec["authors − paper"] == "not stored"
     assert spec["authors"].startswith("2.00 ± 0.00")
+
+
+def test_captions_count_seeds_and_name_test_sets_in_words():
+    # "1 pre-training x 3 LP" is three seeds, not one ("3 LP seed" read as a typo)
+    assert plots.caption(scale="cpu", data="d", model="m",
+                         seeds="1 pre-training x 3 LP").endswith("1 pre-training x 3 LP seeds")
+    assert plots.caption(scale="cpu", data="d", model="m", seeds=1).endswith("· 1 seed")
+    assert plots.caption(scale="cpu", data="d", model="m",
+                         seeds="1 pre-training").endswith("1 pre-training seed")
+    assert [plots.human_label(v, "test_set") for v in
+            ("art_painting", "corrupted @ 5", "fog@3", "mean")] == [
+        "art painting", "all corruptions at severity 5", "fog at severity 3", "mean over targets"]
+
+
+def test_grouped_bars_wrap_long_labels_and_label_log_ticks_in_full():
+    table = pd.DataFrame({"x": ["this CPU (measured)", "paper V100, vision ID (quoted)"],
+                          "g": ["A", "B"], "value": [1.95, 1.03]})
+    fig = plots.grouped_bar_figure(table, x="x", group="g", log_y=True,
+                                   hlines={"MLP tuning = 1": 1.0})
+    assert fig.layout.xaxis.tickangle == 0
+    assert list(fig.layout.xaxis.ticktext) == ["this CPU<br>(measured)",
+                                               "paper V100,<br>vision ID<br>(quoted)"]
+    assert fig.layout.yaxis.type == "log" and "1" in fig.layout.yaxis.ticktext
+    # the reference line's label sits at its line: log10(1) = 0 on a log axis, not at 10**1
+    (note,) = [a for a in fig.layout.annotations if a.text == "MLP tuning = 1"]
+    assert note.y == 0 and note.yref == "y"

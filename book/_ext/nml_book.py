@@ -80,8 +80,9 @@ def mark_table_cells(body: str) -> str:
 CLAIM_FIGURES = {
     "T1": (("fig-1-1",), "01_noisy_pretraining"), "K1": (("fig-1-2",), "01_noisy_pretraining"),
     "C1": (("fig-2-1",), "02_linear_probe"), "C2": (("fig-2-2",), "02_linear_probe"),
-    "C3a": (("fig-4-2",), "04_lora"), "C3b": (("fig-5-2",), "05_full_finetune"),
-    "C3c": (("fig-5-2",), "05_full_finetune"),
+    # The gap figures come after one figure per backbone: named, not numbered (04, 05).
+    "C3a": (("fig-4-gaps",), "04_lora"), "C3b": (("fig-5-gaps",), "05_full_finetune"),
+    "C3c": (("fig-5-gaps",), "05_full_finetune"),
     "C4": (("fig-3-4",), "03_feature_spectrum"), "C5": (("fig-3-5",), "03_feature_spectrum"),
     "C4A": (("fig-3-4",), "03_feature_spectrum"), "C5A": (("fig-3-5",), "03_feature_spectrum"),
     "K4A": (("fig-3-6",), "03_feature_spectrum"), "K5A": (("fig-3-6",), "03_feature_spectrum"),

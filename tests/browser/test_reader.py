@@ -5,7 +5,10 @@ OFFLINE_ARGS): formulas are typeset by the book's own MathJax (no raw TeX left),
 no request leaves the book, nothing overflows the page sideways (wide tables and formulas scroll
 inside their own box), every figure sits in a numbered figure whose caption is body-size text
 under it; the sidebar numbers the chapters, each chapter offers its notebook and the papermill
-command. A screenshot of every page at both sizes goes to _build/screenshots/ for human review.
+command. Every figure is linked from the chapter's text by its number; at phone width no table
+is more than a few screens wide or has paragraph-tall rows; captions, legends and tables name
+models, tasks and domains in words, not as code identifiers. A screenshot of every page at both
+sizes goes to _build/screenshots/ for human review.
 """
 
 from __future__ import annotations
@@ -26,16 +29,26 @@ pytestmark = pytest.mark.browser
 MAX_SHOT_PX = 12_000
 
 
-def save_full_page(driver, path: Path) -> None:
-    """A screenshot of the whole page (up to MAX_SHOT_PX tall), not only the viewport."""
+def save_full_page(driver, path: Path, screen: str) -> None:
+    """A screenshot of the whole page (up to MAX_SHOT_PX tall), not only the viewport.
+
+    The viewport is made as tall as the page for the shot (and restored after): chromium's
+    captureBeyondViewport drew some long pages shifted left, half the text cut off.
+    """
+    import time
+
     metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
     size = metrics.get("cssContentSize") or metrics["contentSize"]
-    width = driver.execute_script("return window.innerWidth")
+    width, _, mobile = SCREENS[screen]
     height = min(int(size["height"]), MAX_SHOT_PX)
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
-    path.write_bytes(base64.b64decode(shot["data"]))
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+    time.sleep(0.5)  # one layout pass at the new height
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        path.write_bytes(base64.b64decode(shot["data"]))
+    finally:
+        set_screen(driver, screen)
 
 
 def external_requests(driver, book_url: str) -> list[str]:
@@ -174,8 +187,109 @@ def test_page_reads_offline(driver, book_url, page, screen, screenshot_dir):
     if outside:
         problems.append(f"requests outside the book: {outside[:5]}")
     name = page.replace("/", "__").removesuffix(".html")
-    save_full_page(driver, screenshot_dir / f"{name}__{screen}.png")
+    save_full_page(driver, screenshot_dir / f"{name}__{screen}.png", screen)
     assert not problems, f"{page} at {screen}: " + "; ".join(problems)
+
+
+# Every figure is linked from the text ({numref}): a figure without a link is one the reader may
+# never look at, a link that lands nowhere or names another number misleads. Figures drawn in a
+# loop (one per backbone or task) share a cell; a link to the first covers the cell.
+FIGURE_LINKS_JS = r"""
+const art = document.querySelector('article') || document.body;
+const figs = Array.from(art.querySelectorAll('figure.nml-figure[id]'));
+const here = location.pathname;
+const refs = {}, broken = [], mislabelled = [];
+for (const a of art.querySelectorAll('a[href*="#"]')) {
+  if (a.closest('figure')) continue;
+  const u = new URL(a.href);
+  if (u.pathname !== here || !u.hash.startsWith('#fig-')) continue;
+  const id = decodeURIComponent(u.hash.slice(1));
+  const fig = document.getElementById(id);
+  if (!fig) { broken.push(a.textContent.trim() + ' -> #' + id); continue; }
+  refs[id] = (refs[id] || 0) + 1;
+  const number = ((fig.querySelector('.caption-number') || {}).textContent || '').trim();
+  if (number && a.textContent.trim() !== number) mislabelled.push(a.textContent.trim() + ' -> ' + number);
+}
+const cellOf = f => f.closest('.cell') || f.parentElement;
+const referencedCells = new Set(figs.filter(f => refs[f.id]).map(cellOf));
+const unreferenced = figs.filter(f => !refs[f.id] && !referencedCells.has(cellOf(f)))
+  .map(f => f.id + ' (' + ((f.querySelector('.caption-number') || {}).textContent || '').trim() + ')');
+return {figures: figs.length, links: Object.keys(refs).length, broken, mislabelled, unreferenced};
+"""
+
+# Tables at phone width: each fits its column or scrolls inside it, but none is so wide that a
+# reader scrolls three screens sideways, and no row is a paragraph tall (Table 7.1 was 1193 px
+# wide in a 358 px column, its rows 451 px tall).
+TABLES_JS = r"""
+const art = document.querySelector('article') || document.body;
+const vh = window.innerHeight;
+return Array.from(art.querySelectorAll('table')).filter(t => {
+  const head = t.querySelector('thead');   // the scorecard's phone cards hide their header
+  return !(head && getComputedStyle(head).display === 'none');
+}).map(t => {
+  const rows = Array.from(t.querySelectorAll('tr')).map(r => r.getBoundingClientRect().height);
+  const cap = t.querySelector('caption');
+  return {table: (cap ? cap.textContent : (t.querySelector('th,td') || {}).textContent || '').trim().slice(0, 50),
+          width: t.scrollWidth, column: (t.parentElement || t).clientWidth,
+          tallestRow: Math.round(Math.max(0, ...rows)), viewport: vh};
+});
+"""
+
+#: Widest table at phone width, in columns; tallest table row, as a share of the viewport.
+MAX_TABLE_COLUMNS, MAX_ROW_SHARE = 2.75, 0.35
+
+#: Identifiers a reader should never meet in a caption, legend or table (nml.plots.human_label
+#: names them): backbones, upstream sets, tasks and target domains as the code spells them.
+RAW_IDS = re.compile(r"\b(resnet18_cifar_narrow|resnet18_cifar|vit_small_cifar|vit_narrow_cifar|"
+                     r"resnet_micro|vit_micro|clip_vit_micro|synthetic_upstream|synthetic_id|"
+                     r"synthetic_ood_\w+|pacs_photo|pacs_sketch|cifar10c|art_painting|"
+                     r"pearson_r|spearman_rho)\b|\bcifar100 ->")
+
+# Captions, plotly legend names and table cells of a page (not its prose or verdict lists).
+LABELS_JS = """
+const art = document.querySelector('article') || document.body;
+const out = [];
+art.querySelectorAll('figcaption, table caption, table th, table td').forEach(
+    e => out.push(e.textContent));
+art.querySelectorAll('.js-plotly-plot').forEach(gd => (gd.data || []).forEach(
+    t => t.name && out.push(String(t.name))));
+return out;
+"""
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_every_figure_is_linked_from_the_text(driver, book_url, page):
+    _open(driver, book_url, page)
+    links = driver.execute_script(FIGURE_LINKS_JS)
+    assert links["figures"], f"{page}: no numbered figure"
+    assert not links["broken"], f"{page}: links to figures that are not there: {links['broken']}"
+    assert not links["mislabelled"], f"{page}: link text differs from the figure's number: " \
+        f"{links['mislabelled']}"
+    assert not links["unreferenced"], f"{page}: figures no sentence links to: " \
+        f"{links['unreferenced']}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_tables_fit_a_phone(driver, book_url, page):
+    set_screen(driver, "phone")
+    try:
+        _open(driver, book_url, page)
+        tables = driver.execute_script(TABLES_JS)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    bad = [t for t in tables if t["width"] > MAX_TABLE_COLUMNS * t["column"]
+           or t["tallestRow"] > MAX_ROW_SHARE * t["viewport"]]
+    assert not bad, f"{page} at 390 px: tables too wide or with paragraph-tall rows: {bad}"
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_captions_legends_and_tables_use_readable_names(driver, book_url, page):
+    _open(driver, book_url, page)
+    if driver.execute_script("return document.querySelectorAll('.nml-plotly').length"):
+        _wait_for_plots(driver, page)
+    raw = sorted({m.group(0) for text in driver.execute_script(LABELS_JS)
+                  for m in RAW_IDS.finditer(text)})
+    assert not raw, f"{page}: code identifiers in captions, legends or tables: {raw}"
 
 
 def test_sidebar_numbers_the_chapters_as_the_text_does(driver, book_url):
