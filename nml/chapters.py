@@ -6,14 +6,16 @@ its results with :func:`run_grid` (stored units replay in seconds; missing ones 
 when the scale allows it), and plot them with :mod:`nml.plots`. The same grids are what
 ``python -m nml grid`` runs on a GPU machine to fill the store for the book.
 
-``scale="auto"`` picks the best scale whose units are all stored (cifar, then cpu), and
-otherwise the tiny scale, computed on the spot on any CPU.
+``scale="auto"`` picks the best scale whose units are all stored (cifar, cpu_seeds, then cpu),
+and otherwise the tiny scale, computed on the spot on any CPU; a page that falls back past a
+scale stored in part says how many of its pre-trained models are stored.
 
 Used by every chapter.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +31,7 @@ from .tune import AUTHORS_BATCH_SIZE
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "CHAPTERS", "chapter_grids", "levels_with", "run_chapter", "model_major",
            "ASYMMETRIC_NOISE_LEVELS", "DOWNSTREAM_NOISE_LEVELS", "CIFAR100_CLASSES",
-           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes"]
+           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes", "stored_models"]
 
 WHITEBOX = ("lora", "lora_nmtune", "ft")
 NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
@@ -380,7 +382,6 @@ def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams
     replicates early, so a long CPU grid stopped half-way has full noise trends to show.
     Used by ``python -m nml grid --by-model`` (the CPU grids behind chapters 01-03 and 06).
     """
-    import dataclasses
 
     scale = pipe.scale
     grids = [g for chapter in chapters for g in chapter_grids(chapter, params, scale.name)]
@@ -412,6 +413,7 @@ def run_chapter(chapter: str, params: ChapterParams, *, store: ResultStore | Non
     """Run a chapter's grids at ``params.scale``; ``auto`` takes the best fully stored scale."""
     store = store or ResultStore()
     candidates = AUTO_ORDER if params.scale == "auto" else (params.scale,)
+    in_progress: list[str] = []
     for name in candidates:
         last = name == candidates[-1]
         replay_only = not (last and params.compute)
@@ -425,6 +427,31 @@ def run_chapter(chapter: str, params: ChapterParams, *, store: ResultStore | Non
                 raise ConfigError(
                     f"{missing}; rerun with -p compute True to compute it, or pick a scale whose "
                     f"results are stored (-p scale tiny computes on any CPU)") from None
+            stored, expected = stored_models(pipe)
+            if stored:
+                in_progress.append(f"the `{name}` scale is not complete yet ({stored} of "
+                                   f"{expected} pre-trained models stored), so this page shows "
+                                   f"the next scale")
             continue
+        if in_progress:
+            # The reader learns that a better scale exists in part (the scorecard shows it).
+            note = " Note: " + "; ".join(in_progress) + "."
+            results = [dataclasses.replace(r, description=r.description + note)
+                       for r in results]
         return pipe, results
     raise AssertionError("unreachable")
+
+
+def stored_models(pipe: Pipeline) -> tuple[int, int]:
+    """``(stored, expected)``: the scale's pre-trained models (backbone x noise x pre-training
+    seed) whose pre-training unit is in ``pipe``'s store, and how many the scale has.
+
+    Used by every chapter (through :func:`run_chapter`) and by the scorecard page, to say how far
+    a long grid has got.
+    """
+    scale = pipe.scale
+    models = [(b, n, s) for b in scale.backbones for n in scale.noise_levels
+              for s in scale.pretrain_seeds]
+    stored = sum(pipe.store.get("pretrain", pipe.pretrain_config(*m)) is not None
+                 for m in models)
+    return stored, len(models)

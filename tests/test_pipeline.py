@@ -212,3 +212,33 @@ def test_migration_adds_the_authors_rows_without_changing_keys(tiny_store, tmp_p
                                                                "lsvr_authors"}
     assert migrate.main(["--results", str(store.root), "--recompute", ""]) == 0
     assert "already: 1" in capsys.readouterr().out
+
+
+def test_auto_scale_says_when_a_better_scale_is_stored_in_part(tiny_store, tmp_path):
+    """A chapter that falls back past a partly stored scale says how far that grid has got."""
+    import shutil
+    from pathlib import Path
+
+    from nml.chapters import stored_models
+
+    root = tmp_path / "results"
+    shutil.copytree(tiny_store.root, root)
+    store = ResultStore(root)
+    partial = Pipeline("cpu_seeds", store=store, replay_only=True, progress=False)
+    assert stored_models(partial) == (0, 15)
+    # the grid's first real cpu_seeds model (noise 0, pre-training seed 0), as committed
+    key = store.key("pretrain", partial.pretrain_config("resnet18_cifar_narrow", 0.0, 0))
+    repo_unit = Path(__file__).resolve().parents[1] / "results" / "pretrain" / f"{key}.json"
+    assert repo_unit.exists(), "the committed cpu_seeds unit (noise 0, seed 0) is missing"
+    (root / "pretrain").mkdir(exist_ok=True)
+    shutil.copy(repo_unit, root / "pretrain" / repo_unit.name)
+    assert stored_models(partial) == (1, 15)
+
+    params = ChapterParams(scale="auto", compute=False, noise=0.1)
+    pipe, results = run_chapter("03_feature_spectrum", params, store=store, progress=False)
+    assert pipe.scale.name == "tiny"
+    assert "`cpu_seeds` scale is not complete yet (1 of 15 pre-trained models stored)" \
+        in results[0].description
+    # with nothing of a better scale stored, the description is the scale's own
+    _, plain = run_chapter("03_feature_spectrum", params, store=tiny_store, progress=False)
+    assert plain[0].description == get_scale("tiny").description
