@@ -234,7 +234,9 @@ def test_auto_scale_says_when_a_better_scale_is_stored_in_part(tiny_store, tmp_p
     shutil.copy(repo_unit, root / "pretrain" / repo_unit.name)
     assert stored_models(partial) == (1, 15)
 
-    params = ChapterParams(scale="auto", compute=False, noise=0.1)
+    # tiny_store holds the tiny scale's first backbone only
+    params = ChapterParams(scale="auto", compute=False, noise=0.1,
+                           backbone=get_scale("tiny").backbones[0])
     pipe, results = run_chapter("03_feature_spectrum", params, store=store, progress=False)
     assert pipe.scale.name == "tiny"
     assert "`cpu_seeds` scale is not complete yet (1 of 15 pre-trained models stored)" \
