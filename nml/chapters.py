@@ -431,7 +431,7 @@ def run_chapter(chapter: str, params: ChapterParams, *, store: ResultStore | Non
             if stored:
                 in_progress.append(f"the `{name}` scale is not complete yet ({stored} of "
                                    f"{expected} pre-trained models stored), so this page shows "
-                                   f"the next scale")
+                                   f"the best scale stored in full")
             continue
         if in_progress:
             # The reader learns that a better scale exists in part (the scorecard shows it).
