@@ -190,7 +190,7 @@ def related_upstream_classes(upstream: str) -> tuple[int, ...]:
         return tuple(sorted(CIFAR100_CLASSES.index(n) for n in names))
     if upstream == "synthetic_upstream":
         from . import data
-        world = data._world()  # the class prototypes (fixed world seed): deterministic
+        world = data.synthetic_world()  # the class prototypes (fixed world seed): deterministic
 
         def parts(proto) -> set:
             return set(zip(proto["shape"].tolist(), proto["colour"].tolist()))

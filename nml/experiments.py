@@ -298,7 +298,7 @@ class Pipeline:
             elif name in data.DATASETS and not name.startswith(("torchvision:", "imagefolder:")):
                 try:
                     root = data.data_root(self.data_root)
-                    parts.append(f"{name}:{data._expected_checksum(root, name + '.tar.xz')}")
+                    parts.append(f"{name}:{data.expected_checksum(root, name + '.tar.xz')}")
                 except Exception:  # provenance only; loading reports a missing root clearly
                     parts.append(f"{name}:unknown")
             else:

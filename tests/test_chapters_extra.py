@@ -54,7 +54,7 @@ def test_both_chapters_are_registered():
 
 def test_synthetic_related_classes_share_two_parts_with_an_id_class():
     from nml import data
-    world = data._world()
+    world = data.synthetic_world()
     targets = [_parts(p) for p in world["synthetic_id"]]
     related = related_upstream_classes("synthetic_upstream")
     assert related == related_upstream_classes("synthetic_upstream"), "must be deterministic"

@@ -27,8 +27,8 @@ torch.set_num_threads(1)
 def _fresh_data_state(monkeypatch):
     """Each test verifies and reads its own tarballs (no memory of earlier tests' files)."""
     monkeypatch.delenv("NML_DATA", raising=False)
-    monkeypatch.setattr(data, "_VERIFIED", {})
-    monkeypatch.setattr(data, "_TEXTS", {})
+    monkeypatch.setattr(data.archives, "_VERIFIED", {})
+    monkeypatch.setattr(data.text, "_TEXTS", {})
 
 
 # ------------------------------------------------------------------------------------- registry

@@ -304,7 +304,7 @@ def _with_func(parser, func):
 
 
 def test_unreadable_data_and_cache_folders(tmp_path, monkeypatch):
-    import nml.data as data
+    import nml.data.core as data
     (tmp_path / "data").mkdir()
     real_access = data.os.access
     monkeypatch.setattr(data.os, "access", lambda p, mode: False if "data" in str(p) or
