@@ -308,7 +308,7 @@ def load_upstream(cfg: PretrainConfig, root):
 # ------------------------------------------------------------------------------------------
 
 def _save(path: Path, payload: dict) -> None:
-    from .results import atomic_write_bytes
+    from .storage import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -328,7 +328,7 @@ def write_checkpoint(path: Path, cfg, epoch: int, model: nn.Module, optimizer, s
     _save(path, payload)
     config_file = path.parent / "config.json"
     if not config_file.exists():
-        from .results import atomic_write_bytes
+        from .storage import atomic_write_bytes
         atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
 
 
