@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, check_range
 from .errors import ConfigError
+from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA, WHITEBOX_METHODS
 from .experiments import SCALES, MissingResult, Pipeline
 from .results import ResultStore
 from .tune import AUTHORS_BATCH_SIZE
@@ -31,7 +32,7 @@ __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "ASYMMETRIC_NOISE_LEVELS", "DOWNSTREAM_NOISE_LEVELS", "CIFAR100_CLASSES",
            "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes"]
 
-WHITEBOX = ("lora", "lora_nmtune", "ft")
+WHITEBOX = WHITEBOX_METHODS
 NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
 
 #: ``scale="auto"`` tries these, best first; the last one is computed when nothing is stored.
@@ -46,7 +47,7 @@ class ChapterParams(Config):
     noise: float = 0.1             # the noisy model a chapter's detail figures compare with clean
     backbone: str | None = None    # None: every backbone of the scale
     task: str | None = None        # None: every task of the scale
-    lam: float = 0.01              # NMTune weight lambda (paper: 0.01)
+    lam: float = PAPER_LAMBDA      # NMTune weight lambda (paper: 0.01)
     lora_ratio: int = 8            # LoRA rank = in_features // lora_ratio (paper: 8)
     compute: bool = True           # compute units missing from the store (False: replay only)
     data_root: str | None = None   # data folder; None: $NML_DATA
@@ -230,7 +231,7 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
         "05_full_finetune": [Grid(("lp", "ft"), backbones=backbones, **common)] + (
             [Grid(("lora",), backbones=vit, tune_overrides={"lora_ratio": params.lora_ratio},
                   **common)] if vit else []),
-        "06_nmtune": [Grid(("lp", "mlp", "nmtune"), backbones=backbones,
+        "06_nmtune": [Grid(BLACKBOX_METHODS, backbones=backbones,
                            tune_overrides=lam, **common),
                       # The lambda explorer: the ID task and the first OOD task (each more
                       # OOD task multiplies the sweep's cost by its number of target sets).

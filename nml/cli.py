@@ -119,7 +119,7 @@ def _cmd_grid(args) -> None:
 
 
 def _cmd_practical(args) -> None:
-    from .practical import (PRACTICAL_MODELS, TextConfig, _cli_summary, loading_code,
+    from .practical import (PRACTICAL_MODELS, TextConfig, cli_summary, loading_code,
                             resolves_offline, run_text_grid)
     from .results import ResultStore
     if args.models:
@@ -140,7 +140,7 @@ def _cmd_practical(args) -> None:
                                store=ResultStore(args.results), root=args.data_root,
                                device=args.device, progress=not args.quiet,
                                recompute=args.recompute)
-    for line in _cli_summary(result):
+    for line in cli_summary(result):
         print(json.dumps(line))
     print(f"# {result.description}", file=sys.stderr)
 

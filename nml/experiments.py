@@ -27,7 +27,9 @@ import torch
 
 from .clip import is_clip_backbone
 from .errors import ConfigError
+from .guards import pick_device
 from .results import ResultStore, Unit, UnitOutput, default_cache_root
+from .vocab import BLACKBOX_METHODS, EXPERIMENT_OF
 
 __all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "run_tiny_pipeline",
            "authors_view_seeds"]
@@ -138,17 +140,6 @@ def get_scale(scale: str | Scale) -> Scale:
     return SCALES[scale]
 
 
-def _device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    from .guards import torch_device
-    parsed = torch_device(device)
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is visible; "
-                          f"use device='cpu' or run on a GPU machine")
-    return parsed
-
-
 class Pipeline:
     """Compute-or-replay access to every unit of one scale (see the module docstring)."""
 
@@ -159,7 +150,7 @@ class Pipeline:
         self.scale = get_scale(scale)
         self.store = store if store is not None else ResultStore()
         self.data_root = data_root
-        self.device = _device(device)
+        self.device = pick_device(device)
         self.progress = progress
         self.recompute = recompute
         self.replay_only = replay_only
@@ -243,9 +234,7 @@ class Pipeline:
         from .tune import BLACKBOX_METHODS
         if is_clip_backbone(pcfg.backbone):
             experiment = "clip"
-        experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
-                                    "lora": "lora", "lora_nmtune": "lora",
-                                    "ft": "finetune"}[tcfg.method]
+        experiment = experiment or EXPERIMENT_OF[tcfg.method]
         unit_config = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
                        "tune": tcfg.to_dict()}
         if tcfg.method not in BLACKBOX_METHODS:
@@ -465,7 +454,7 @@ def _mean_over_targets(rows: list[dict], base: dict) -> list[dict]:
 
 
 def run_tiny_pipeline(store: ResultStore | None = None, *, progress: bool = False,
-                      methods=("lp", "mlp", "nmtune")) -> dict:
+                      methods=BLACKBOX_METHODS) -> dict:
     """The whole tiny pipeline: pre-train at three noise levels, LP / MLP / NMTune, spectra.
 
     Returns counts of the units made; used by ``python -m nml tiny`` and the tests.

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, check_range
 from .errors import ConfigError, DataError, NMLError
+from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA
 
 __all__ = [
     "PracticalModel", "PRACTICAL_MODELS", "API_MODELS", "WeightsUnavailable", "LoadedModel",
@@ -486,10 +487,10 @@ class TextConfig(Config):
     subset_seed: int = 0               # seed of the capped subsets
     max_seq_length: int | None = None  # word pieces per text; None: the encoder's own (256)
     encode_batch_size: int = 64        # texts per encoder pass (speed only; not in the keys)
-    methods: tuple[str, ...] = ("lp", "mlp", "nmtune")  # black-box tuning methods
+    methods: tuple[str, ...] = BLACKBOX_METHODS  # black-box tuning methods
     seeds: tuple[int, ...] = (0, 1, 2)  # tuning seeds (head init, batch order)
     epochs: int = 10                   # tuning epochs (paper Sec. 7.2: 10 for language models)
-    lam: float = 0.01                  # NMTune weight lambda (paper: 0.01)
+    lam: float = PAPER_LAMBDA          # NMTune weight lambda (paper: 0.01)
 
     def validate(self) -> None:
         from .tune import BLACKBOX_METHODS
@@ -627,11 +628,8 @@ def _describe(cfg: TextConfig, sizes: dict) -> str:
 def resolve_device(device: str | None) -> str:
     """``device`` or, when None, cuda if a GPU is visible else cpu; a cuda request without a
     GPU is a :class:`~nml.errors.ConfigError`. Used by chapter 07's grids."""
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {dev!r} was asked for but no CUDA GPU is visible; use "
-                          f"device='cpu'")
-    return dev
+    from .guards import pick_device
+    return str(pick_device(device))
 
 
 def store_or_replay(store, config: dict, compute, *, replay_only: bool, recompute: bool,
@@ -765,7 +763,7 @@ def run_text_grid(cfg: TextConfig | None = None, *, store=None, root=None,
 class PracticalParams(Config):
     """The papermill parameters of chapter 07_practical_models (checked before anything runs)."""
 
-    lam: float = 0.01                  # NMTune weight lambda (paper: 0.01)
+    lam: float = PAPER_LAMBDA          # NMTune weight lambda (paper: 0.01)
     epochs: int = 10                   # text tuning epochs (paper Sec. 7.2: 10)
     train_limit: int | None = None     # SST-2 train sentences (None: all 67,349)
     ood_test_limit: int | None = 3000  # IMDB test reviews, seeded subset (None: all 25,000)
@@ -884,7 +882,7 @@ def method_gap(rows: pd.DataFrame, *, metric: str, test_set: str, method: str,
             "diff": diff, "lo": lo, "hi": hi, "n": len(a), "n_baseline": len(b)}
 
 
-def _cli_summary(result: TextResult) -> list[dict]:
+def cli_summary(result: TextResult) -> list[dict]:
     """One line per method and test set: mean and 95% interval half-width of the accuracy."""
     from . import plots
     acc = result.rows[result.rows["metric"] == "accuracy"]

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .config import Config, check_range
 from .errors import ConfigError
 from .models import Backbone
+from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA
 
 __all__ = ["VisionModelSpec", "VISION_MODELS", "map_lite0_state_dict", "load_vision_model",
            "packaged_state_dict", "ResizeTo", "VISION_TASKS", "VisionConfig", "vision_features",
@@ -264,9 +265,9 @@ class VisionConfig(Config):
     test_limit: int | None = 1000          # images per test set (seeded subset)
     subset_seed: int = 0
     split_seed: int = 0                    # PACS photo's 70/30 split
-    methods: tuple[str, ...] = ("lp", "mlp", "nmtune")
+    methods: tuple[str, ...] = BLACKBOX_METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
-    lam: float = 0.01                      # NMTune weight lambda (paper: 0.01)
+    lam: float = PAPER_LAMBDA              # NMTune weight lambda (paper: 0.01)
 
     def validate(self) -> None:
         from .tune import BLACKBOX_METHODS
