@@ -119,8 +119,8 @@ def _cmd_grid(args) -> None:
 
 
 def _cmd_practical(args) -> None:
-    from .practical import (PRACTICAL_MODELS, TextConfig, cli_summary, loading_code,
-                            resolves_offline, run_text_grid)
+    from .practical import PRACTICAL_MODELS, loading_code, resolves_offline
+    from .practical_text import TextConfig, cli_summary, run_text_grid
     from .results import ResultStore
     if args.models:
         for entry in PRACTICAL_MODELS.values():
