@@ -462,8 +462,8 @@ _ABLATION = dict(experiment="ablation", variants=True)
 _ABLATION_ROWS = ("Rows: experiment ablation (chapter 11: one factor changed at a time from the "
                   "paper's setting, a 2-layer ReLU MLP with hidden width 4D and term weights "
                   "1/1/1 at lambda 0.01), ID tasks as in the paper's ablation. Which variant a row "
-                  "belongs to comes from its unit config (the variant column that load_index "
-                  "adds).")
+                  "belongs to comes from its unit config (the index's variant column, which the "
+                  "store derives from it).")
 _PAIRED = "averaged over the pre-training noise levels both variants have, paired by seed. "
 _PAPER_SETTING = arm("nmtune")
 

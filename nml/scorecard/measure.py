@@ -99,8 +99,9 @@ def measure(index: pd.DataFrame, claim: Claim | str, scale: str) -> Measurement:
             missing += f" in experiment {claim.experiment}"
         lacking = [c for c in unit_columns_read(claim) if c not in index]
         if absent and lacking:
-            missing += (f" (the index has no {' or '.join(lacking)} column: load it with "
-                        "nml.scorecard.load_index, which reads it from the unit configs)")
+            missing += (f" (the index has no {' or '.join(lacking)} column: it predates "
+                        "them; `python -m nml store rebuild` or nml.scorecard.load_index adds "
+                        "them from the unit configs)")
     return Measurement(claim, scale, cells, _headline(cells), secondary, rows.used, rows.replicate,
                        rows.duplicates, missing, excluded, control, pretrain_seeds)
 

@@ -65,7 +65,30 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
     # A scale whose rows serve no claim (a benchmark's own label, say) gets no table.
     other = [s for s, rows in scored.items() if all(r.verdict == "not run" for r in rows)]
     shown = [s for s in scored if s not in other]
-    lines = [
+    lines = _intro_lines(index, source)
+    if not shown:
+        lines += ["## Results", "", "The result index holds no results yet: every claim below "
+                  "is **not run**.", ""]
+    for scale in shown:
+        lines += _scale_lines(scale, scored[scale])
+    absent = [s for s in (asked or []) if s not in shown and s not in other]
+    if other:
+        lines += ["## Other scales in the index", ""]
+        lines += [f"- `{s}`: rows of {_units(index[index['scale'] == s])}, none of which is "
+                  f"used by a claim below." for s in other]
+        lines.append("")
+    if absent:
+        lines += ["## Scales without results", ""]
+        lines += [f"- {SCALE_LABELS.get(s, s)}: no rows in the index; every claim is "
+                  f"**not run** at this scale." for s in absent]
+        lines.append("")
+    lines += _claim_lines()
+    return "\n".join(lines)
+
+
+def _intro_lines(index: pd.DataFrame, source: str) -> list[str]:
+    """The page's title and "How to read it"."""
+    return [
         "(scorecard)=",
         "# Reproduction scorecard",
         "",
@@ -101,71 +124,67 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
         "- **Verdict.** " + VERDICT_RULE,
         "",
         "The exact rows behind any number: `nml.scorecard.measure(index, claim_id, "
-        "scale).rows` with `index = nml.scorecard.load_index()` (the store's index plus the "
-        "ablation variant and the pre-training noise type of each row, read from the unit "
-        "configs).",
+        "scale).rows` with `index = nml.scorecard.load_index()` (the store's index; its "
+        "`variant` and `noise_type` columns, the ablation variant and the pre-training noise "
+        "type of each row, come from the unit configs).",
         "",
     ]
-    if not shown:
-        lines += ["## Results", "", "The result index holds no results yet: every claim below "
-                  "is **not run**.", ""]
-    for scale in shown:
-        label = SCALE_LABELS.get(scale, f"scale {scale}")
-        rows = scored[scale]
-        counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
-        lines += [f"## {label[0].upper() + label[1:]}", "",
-                  "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
-                  "| Claim | Effect measured | Claimed | Our effect, 95 % interval (n) "
-                  "| Verdict |",
-                  "|---|---|---|---|---|"]
-        for r in rows:
-            c = r.measurement.claim
-            effect = r.headline.format(c.digits) if r.headline is not None else \
-                "not measured"
-            lines.append("| " + " | ".join(_cell_text(t) for t in (
-                f"**{c.id}** {c.title}", c.effect,
-                "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**")) + " |")
-        lines += ["", f"### Details at the {scale} scale", ""]
-        for r in rows:
-            m = r.measurement
-            c = m.claim
-            head = (f"- <span id=\"{claim_anchor(c.id, scale)}\"></span>**{c.id}** "
-                    f"(\"{_cell_text(c.quote)}\", {c.source}): **{r.verdict}**, "
-                    f"{_cell_text(r.reason)}")
-            if r.headline is None:
-                lines.append(f"{head}.")
-                continue
-            parts = [f"replicate = {m.replicate}"]
-            if len(r.cells) > 1 or (r.headline.n == 0):
-                parts.append("per cell: " + "; ".join(
-                    f"{name} {iv.format(c.digits)}" for name, iv in r.cells.items()))
-            else:
-                parts.append(f"cell: {next(iter(r.cells))}")
-            for label, iv in r.secondary.items():
-                parts.append(f"{label}: {iv.format(c.digits)}")
-            if r.control is not None:
-                parts.append(f"control, {c.control[0]}: {r.control.format(c.digits)}"
-                             + control_note(r).rstrip("."))
-            for name, why in m.excluded.items():
-                parts.append(f"left out: {name} ({why})")
-            if m.duplicates:
-                parts.append(f"{m.duplicates} replicate values average more than one stored "
-                             f"unit with the same labels")
-            parts.append(f"units: {_units(m.rows)}")
-            lines.append(f"{head}. " + _cell_text("; ".join(parts)) + ".")
-        lines.append("")
-    absent = [s for s in (asked or []) if s not in shown and s not in other]
-    if other:
-        lines += ["## Other scales in the index", ""]
-        lines += [f"- `{s}`: rows of {_units(index[index['scale'] == s])}, none of which is "
-                  f"used by a claim below." for s in other]
-        lines.append("")
-    if absent:
-        lines += ["## Scales without results", ""]
-        lines += [f"- {SCALE_LABELS.get(s, s)}: no rows in the index; every claim is "
-                  f"**not run** at this scale." for s in absent]
-        lines.append("")
-    lines += ["## How each claim is measured", ""]
+
+
+def _scale_lines(scale: str, rows: list) -> list[str]:
+    """One scale's section: its verdict table, then one detail line per claim."""
+    label = SCALE_LABELS.get(scale, f"scale {scale}")
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+    lines = [f"## {label[0].upper() + label[1:]}", "",
+             "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
+             "| Claim | Effect measured | Claimed | Our effect, 95 % interval (n) "
+             "| Verdict |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        c = r.measurement.claim
+        effect = r.headline.format(c.digits) if r.headline is not None else \
+            "not measured"
+        lines.append("| " + " | ".join(_cell_text(t) for t in (
+            f"**{c.id}** {c.title}", c.effect,
+            "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**")) + " |")
+    lines += ["", f"### Details at the {scale} scale", ""]
+    lines += [_detail_line(r, scale) for r in rows]
+    lines.append("")
+    return lines
+
+
+def _detail_line(r, scale: str) -> str:
+    """One claim's detail line: verdict, reason, cells, control, exclusions and units."""
+    m = r.measurement
+    c = m.claim
+    head = (f"- <span id=\"{claim_anchor(c.id, scale)}\"></span>**{c.id}** "
+            f"(\"{_cell_text(c.quote)}\", {c.source}): **{r.verdict}**, "
+            f"{_cell_text(r.reason)}")
+    if r.headline is None:
+        return f"{head}."
+    parts = [f"replicate = {m.replicate}"]
+    if len(r.cells) > 1 or (r.headline.n == 0):
+        parts.append("per cell: " + "; ".join(
+            f"{name} {iv.format(c.digits)}" for name, iv in r.cells.items()))
+    else:
+        parts.append(f"cell: {next(iter(r.cells))}")
+    for label, iv in r.secondary.items():
+        parts.append(f"{label}: {iv.format(c.digits)}")
+    if r.control is not None:
+        parts.append(f"control, {c.control[0]}: {r.control.format(c.digits)}"
+                     + control_note(r).rstrip("."))
+    for name, why in m.excluded.items():
+        parts.append(f"left out: {name} ({why})")
+    if m.duplicates:
+        parts.append(f"{m.duplicates} replicate values average more than one stored "
+                     f"unit with the same labels")
+    parts.append(f"units: {_units(m.rows)}")
+    return f"{head}. " + _cell_text("; ".join(parts)) + "."
+
+
+def _claim_lines() -> list[str]:
+    """How each claim is measured, and the claims not run or not scored."""
+    lines = ["## How each claim is measured", ""]
     for c in CLAIMS:
         text = f"- **{c.id} {c.title}** ({c.source}). {c.measure_text}"
         if c.note:
@@ -182,4 +201,4 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
     for claim, source, reason in NOT_SCORED_CLAIMS:
         lines.append("| " + " | ".join(_cell_text(t) for t in (claim, source, reason)) + " |")
     lines.append("")
-    return "\n".join(lines)
+    return lines

@@ -65,7 +65,7 @@ def _select(index: pd.DataFrame, scale: str, spec: str, claim: "Claim",
     paper's lambda; pre-training noise at ``claim.noise_levels`` (None: any); downstream label
     noise 0 (or absent) unless ``claim.label_noise`` names the eta levels that enter; an
     ablation claim (``claim.variants``) keeps the rows of the arm's variant only (the
-    ``variant`` column that :func:`load_index` adds from the unit configs); rows of
+    ``variant`` column, derived from the unit configs by :mod:`nml.index_columns`); rows of
     :data:`NOISE_TYPE_EXPERIMENTS` are kept at ``claim.noise_type`` only (the ``noise_type``
     column, likewise). Without the column such rows cannot be told apart and none are kept.
 
