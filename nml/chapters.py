@@ -208,6 +208,7 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
     The user's ``noise`` joins the scale's noise levels; ``backbone`` and ``task`` narrow the
     grid; ``lam`` is the NMTune weight of the main comparison.
     """
+    # long: one table of every chapter's grids, read top to bottom
     scale = SCALES[scale_name]
     noise = levels_with(scale.noise_levels, params.noise)
     backbones = (params.backbone,) if params.backbone else scale.backbones

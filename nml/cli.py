@@ -239,6 +239,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # long: the command line's one argparse table
     parser = argparse.ArgumentParser(prog="python -m nml", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -493,6 +493,7 @@ def run_lease(minutes: float, out: str | os.PathLike, *, workers: int | None = N
 
     Used by ``python -m nml lease run``.
     """
+    # long: the lease's scheduler loop (budget, workers, queue, bundle) in the order it runs
     import torch
     start = time.time()
     if minutes <= 0:

@@ -433,6 +433,8 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
     ``missing_tasks`` (the chapter replays what an hour-long CPU run has stored so far). Used
     by chapter 07_practical_models.
     """
+    # long: the grid's loop over models, tasks and methods with replay-or-compute per unit, in the
+    # order units are stored
     from .data import TASKS
     from .practical import (frozen_spectrum_unit, resolve_device, store_or_replay,
                             tuned_unit)

@@ -315,6 +315,8 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
     code does. LP under the authors' variant is their linear probe: unaugmented features and a
     Kaiming-uniform classifier.
     """
+    # long: one seeded training loop for LP, MLP and NMTune; its order of random draws fixes every
+    # stored result
     if cfg.method not in BLACKBOX_METHODS:
         raise ConfigError(f"tune_on_features runs {BLACKBOX_METHODS}; {cfg.method!r} needs the "
                           f"backbone: use tune_backbone")
@@ -413,6 +415,8 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
     terms only (so F is not computed), a Kaiming-uniform classifier with zero bias, and the
     authors' augmentation (crop of 80-100 % + flip, :func:`nml.data.augment_resized_crop`).
     """
+    # long: one seeded training loop for LoRA, LoRA + NMTune and FT; its order of random draws fixes
+    # every stored result
     from .data import augment, augment_resized_crop, to_float
 
     augmenter = augment_resized_crop if cfg.authors else augment

@@ -123,6 +123,8 @@ def _render(protos: list[dict], labels: torch.Tensor, size_px: int, domain: str,
     The draws shared by all domains come first and in a fixed order, so ``photo`` (and the
     upstream / ID sets, which are rendered as photos) do not depend on the other domains' styles.
     """
+    # long: one seeded pass over the four domains; reordering its draws would change every synthetic
+    # image
     n, P = len(labels), _PARTS_PER_CLASS
     shape = torch.stack([protos[k]["shape"] for k in labels.tolist()])
     colour = PALETTE[torch.stack([protos[k]["colour"] for k in labels.tolist()])]
