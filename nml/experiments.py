@@ -31,7 +31,8 @@ from .guards import pick_device
 from .results import ResultStore, Unit, UnitOutput, default_cache_root
 from .vocab import BLACKBOX_METHODS, EXPERIMENT_OF
 
-__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "run_tiny_pipeline",
+__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "replay_or_compute",
+           "run_tiny_pipeline",
            "authors_view_seeds"]
 
 
@@ -140,6 +141,21 @@ def get_scale(scale: str | Scale) -> Scale:
     return SCALES[scale]
 
 
+def replay_or_compute(store: ResultStore, experiment: str, config, compute, *,
+                      replay_only: bool, recompute: bool, where: str) -> Unit:
+    """The one replay-or-compute rule: the stored unit of ``config``, else ``compute()`` stored
+    (``recompute``: always computed). ``replay_only`` (a book build) forbids computing: a missing
+    unit raises :class:`MissingResult` saying it is not stored ``where``. Used by
+    :class:`Pipeline` (every chapter) and chapter 07's grids (:mod:`nml.practical`)."""
+    if replay_only:
+        unit = store.get(experiment, config)
+        if unit is None:
+            raise MissingResult(f"{experiment} unit {store.key(experiment, config)} is not "
+                                f"stored {where}")
+        return unit
+    return store.run(experiment, config, compute, recompute=recompute)
+
+
 class Pipeline:
     """Compute-or-replay access to every unit of one scale (see the module docstring)."""
 
@@ -174,13 +190,9 @@ class Pipeline:
 
     def _run(self, experiment: str, config, compute) -> Unit:
         """Replay a stored unit; compute it only when allowed (``replay_only`` forbids it)."""
-        if self.replay_only:
-            unit = self.store.get(experiment, config)
-            if unit is None:
-                raise MissingResult(f"{experiment} unit {self.store.key(experiment, config)} is "
-                                    f"not stored at scale {self.scale.name!r}")
-            return unit
-        return self.store.run(experiment, config, compute, recompute=self.recompute)
+        return replay_or_compute(self.store, experiment, config, compute,
+                                 replay_only=self.replay_only, recompute=self.recompute,
+                                 where=f"at scale {self.scale.name!r}")
 
     def _labels(self, pcfg) -> dict:
         return {"scale": self.scale.name, "backbone": pcfg.backbone, "noise": pcfg.noise,

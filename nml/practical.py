@@ -361,14 +361,9 @@ def store_or_replay(store, config: dict, compute, *, replay_only: bool, recomput
     """One unit of experiment ``practical``: replayed from ``store``, or computed and stored
     (``replay_only``: a missing unit raises :class:`~nml.experiments.MissingResult` naming
     ``what``). Used by chapter 07's text and vision grids."""
-    from .experiments import MissingResult
-    if replay_only:
-        unit = store.get(EXPERIMENT, config)
-        if unit is None:
-            raise MissingResult(f"{EXPERIMENT} unit {store.key(EXPERIMENT, config)} is not "
-                                f"stored ({what})")
-        return unit
-    return store.run(EXPERIMENT, config, compute, recompute=recompute)
+    from .experiments import replay_or_compute
+    return replay_or_compute(store, EXPERIMENT, config, compute, replay_only=replay_only,
+                             recompute=recompute, where=f"({what})")
 
 
 def frozen_spectrum_unit(features: dict, base: dict, info: dict, device: str, checksum: str,
