@@ -21,11 +21,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import Config, check_range
+from .data.classes import CIFAR100_CLASSES, CIFAR100_RELATED_TO_CIFAR10
 from .errors import ConfigError
-from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA, WHITEBOX_METHODS
 from .experiments import SCALES, MissingResult, Pipeline
 from .results import ResultStore
 from .tune import AUTHORS_BATCH_SIZE
+from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA, WHITEBOX_METHODS
 
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "CHAPTERS", "chapter_grids", "levels_with", "run_chapter", "model_major",
@@ -128,38 +129,6 @@ ASYMMETRIC_NOISE_LEVELS = (0.0, 0.025, 0.05, 0.1)
 
 #: Downstream label-noise ratios eta of the noisy-downstream chapter (paper 7.4 / App. B.5).
 DOWNSTREAM_NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-
-#: CIFAR-100's class folders in sorted order: a class's index is its position here
-#: (nml.data numbers classes by sorted folder name; tests check this against the tarball).
-CIFAR100_CLASSES = (
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
-    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
-    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab",
-    "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl",
-    "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard",
-    "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree",
-    "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain",
-    "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose",
-    "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
-    "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger",
-    "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman",
-    "worm")
-
-#: The CIFAR-100 classes related to CIFAR-10's: six whole CIFAR-100 superclasses, each the
-#: counterpart of CIFAR-10 classes (whole superclasses, so no class is picked by hand). The
-#: paper (7.3) restricts noise to the ImageNet-1K classes that WordNet links to CIFAR-100's;
-#: with CIFAR-100 upstream and CIFAR-10 downstream the analogue is this subset. CIFAR-10's
-#: bird and ship have no CIFAR-100 counterpart.
-CIFAR100_RELATED_TO_CIFAR10 = {
-    "vehicles 1 (automobile, truck)": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
-    "vehicles 2 (automobile, truck, airplane)": ("lawn_mower", "rocket", "streetcar", "tank",
-                                                 "tractor"),
-    "large carnivores (cat, dog)": ("bear", "leopard", "lion", "tiger", "wolf"),
-    "medium-sized mammals (cat, dog)": ("fox", "porcupine", "possum", "raccoon", "skunk"),
-    "large omnivores and herbivores (deer, horse)": ("camel", "cattle", "chimpanzee", "elephant",
-                                                     "kangaroo"),
-    "reptiles (frog)": ("crocodile", "dinosaur", "lizard", "snake", "turtle"),
-}
 
 #: Each task's role in the asymmetric-noise chapter, as the paper's Fig. 10 groups them: the
 #: ID task the noise subset was built from ("related"), an ID task it was not built from

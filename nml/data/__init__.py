@@ -64,11 +64,13 @@ Modules (every public name is also importable from ``nml.data``):
 * :mod:`nml.data.synthetic`: the synthetic world of the ``tiny`` scale;
 * :mod:`nml.data.tasks`: :func:`load_images` and the registry of downstream tasks;
 * :mod:`nml.data.text`: SST-2 and IMDB;
-* :mod:`nml.data.tensors`: normalisation, channel statistics and GPU augmentation.
+* :mod:`nml.data.tensors`: normalisation, channel statistics and GPU augmentation;
+* :mod:`nml.data.classes`: CIFAR-100's class names and its classes related to CIFAR-10's.
 """
 
 from __future__ import annotations
 
+from .classes import CIFAR100_CLASSES, CIFAR100_RELATED_TO_CIFAR10
 from .core import (DATASETS, TORCHVISION_DATASETS, DOMAINS, TARBALL_DATASETS, IMAGE_SUFFIXES,
                    DATA_ENV, CACHE_ENV, WORKERS_ENV, SPLIT_TRAIN_FRACTION, CHANNEL_STATS, ImageData,
                    data_root, cache_dir, atomic_torch_save, file_sha256, seeded_split, check_split,
