@@ -265,3 +265,34 @@ def test_chapters_reach_no_private_names_of_nml():
                 offenders.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
     assert offenders == []
 
+
+
+def test_shared_facts_have_one_home():
+    """The method sets, the method -> experiment map and lambda's default are written in
+    nml.vocab only; every other module imports them (a second copy would drift)."""
+    from nml import vocab
+    facts = {tuple(vocab.METHODS): "METHODS", tuple(vocab.BLACKBOX_METHODS): "BLACKBOX_METHODS",
+             tuple(vocab.WHITEBOX_METHODS): "WHITEBOX_METHODS",
+             tuple(vocab.NMTUNE_METHODS): "NMTUNE_METHODS"}
+    copies = []
+    for path in sorted((ROOT / "nml").rglob("*.py")):
+        if path.name == "vocab.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Tuple) and all(isinstance(e, ast.Constant) for e in node.elts):
+                value = tuple(e.value for e in node.elts)
+                if value in facts:
+                    copies.append(f"{where} writes {facts[value]}")
+            elif isinstance(node, ast.Dict) and len(node.keys) > 3:
+                try:
+                    value = ast.literal_eval(node)
+                except ValueError:
+                    continue
+                if value == vocab.EXPERIMENT_OF:
+                    copies.append(f"{where} writes EXPERIMENT_OF")
+            elif (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                  and node.target.id == "lam" and isinstance(node.value, ast.Constant)
+                  and node.value.value == vocab.PAPER_LAMBDA):
+                copies.append(f"{where} writes lambda's default")
+    assert copies == []
