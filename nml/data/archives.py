@@ -113,6 +113,8 @@ class Decoder:
 
 
 def to_tensor_nchw(arr: np.ndarray) -> torch.Tensor:
+    """Decoded N x H x W x 3 uint8 images as an N x 3 x H x W tensor. Used by the tarball and
+    ImageFolder loaders."""
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
 
 
@@ -140,6 +142,9 @@ _DECODED: dict[str, dict] = {}     # cache file path -> loaded groups (keeps tra
 
 
 def expected_checksum(root: Path, filename: str) -> str:
+    """The SHA256 that ``SHA256SUMS`` in ``root`` lists for ``filename`` (a clear DataError when
+    the file or its line is missing). Used by every loader of the data folder and by the provenance
+    of :class:`nml.experiments.Pipeline` (every chapter)."""
     sums = root / "SHA256SUMS"
     if not sums.is_file():
         raise DataError(f"{sums} is missing; the data folder must hold SHA256SUMS next to the tarballs "
@@ -152,6 +157,8 @@ def expected_checksum(root: Path, filename: str) -> str:
 
 
 def verified_tarball(name: str, root: Path) -> tuple[Path, str]:
+    """``root/<name>.tar.xz`` and its SHA256, checked against ``SHA256SUMS`` once per process.
+    Used by the image and text loaders (every chapter at the ``cpu`` and ``cifar`` scales, 07)."""
     path = root / f"{name}.tar.xz"
     if not path.is_file():
         raise DataError(f"dataset '{name}' needs {path}, which is missing; set {DATA_ENV} (or pass "
@@ -196,6 +203,8 @@ def _decode_tarball(path: Path, name: str, image_size: int | None) -> dict:
 
 
 def load_tarball(name: str, root, image_size: int | None) -> dict:
+    """A verified tarball's decoded groups (``{group: images, labels}`` and ``classes``), from the
+    decoded-tensor cache or decoded once. Used by :func:`nml.data.load_images` (every chapter)."""
     root_path = data_root(root)
     path, sha = verified_tarball(name, root_path)
     cache_file = cache_dir() / f"{name}-{sha[:16]}-{image_size or 'native'}.pt"
@@ -219,6 +228,8 @@ def load_tarball(name: str, root, image_size: int | None) -> dict:
 
 
 def from_groups(data: dict, name: str, split: str, domain: str | None, seed: int) -> ImageData:
+    """One split (or one domain's seeded split) of a tarball's decoded groups as :class:`ImageData`.
+    Used by :func:`nml.data.load_images` (every chapter)."""
     groups = data["groups"]
     if name in DOMAINS or domain is not None:
         domain = check_domain(name, domain, tuple(groups))

@@ -151,6 +151,8 @@ def cache_dir() -> Path:
 
 
 def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file, then an atomic rename (a crash never leaves half a
+    cache file). Used by the decoded-tensor caches of :mod:`nml.data`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
@@ -192,11 +194,14 @@ def seeded_split(labels: torch.Tensor, split: str, seed: int,
 
 
 def check_split(name: str, split: str) -> None:
+    """A DataError unless ``split`` is train, test or all. Used by :func:`nml.data.load_images`."""
     if split not in _SPLITS:
         raise DataError(f"split {split!r} for '{name}' is unknown; use one of {', '.join(_SPLITS)}")
 
 
 def check_domain(name: str, domain: str | None, domains: Sequence[str]) -> str:
+    """``domain`` if ``name`` has it, else a DataError listing ``domains``. Used by the loaders of
+    multi-domain datasets (PACS, synthetic OOD, ImageFolder trees; chapters 02-09)."""
     if domain is None or domain not in domains:
         what = "needs a domain" if domain is None else f"has no domain {domain!r}"
         raise DataError(f"dataset '{name}' {what}; pass domain= one of {', '.join(domains)}")

@@ -74,6 +74,8 @@ def _torchvision_pieces(tv_name: str, split: str, root: Path, download: bool) ->
 
 def load_torchvision(tv_name: str, split: str, root, image_size: int | None, seed: int,
                       download: bool) -> ImageData:
+    """A torchvision dataset (``download`` allowed) as decoded uint8 images, cached under
+    ``$NML_CACHE``; sets without a split get the seeded 70/30 split. Used by :func:`nml.data.load_images`."""
     if tv_name not in _TV_SPLITS:
         raise DataError(f"torchvision dataset {tv_name!r} is not supported; use one of "
                         f"{', '.join(TORCHVISION_DATASETS)}")
@@ -132,6 +134,8 @@ def _list_images(folder: Path) -> list[Path]:
 
 def load_imagefolder(path_text: str, split: str, domain: str | None, image_size: int | None,
                       seed: int) -> ImageData:
+    """An ImageFolder tree (DomainNet-style domains, a plain class tree or train/test folders) as
+    decoded uint8 images. Used by :func:`nml.data.load_images`."""
     base = Path(path_text).expanduser()
     name = f"imagefolder:{path_text}"
     if not base.is_dir():

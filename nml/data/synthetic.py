@@ -60,6 +60,9 @@ def _prototypes(num_classes: int, g: torch.Generator, exclude: set) -> list[dict
 
 
 def synthetic_world() -> dict[str, list[dict]]:
+    """The class prototypes of every synthetic dataset (fixed world seed): ``{name: [prototype]}``,
+    each prototype's parts as ``shape``, ``colour``, ``pos``, ``angle`` and ``size`` tensors.
+    Used by chapter 08_asymmetric_noise (the related-class subset) and the synthetic renderers."""
     g = torch.Generator().manual_seed(_stream_seed("prototypes"))
     used: set = set()
     upstream = _prototypes(SYNTHETIC_SIZES["synthetic_upstream"][0], g, used)

@@ -139,6 +139,8 @@ POOLED_NOISE = -1.0
 
 def gather(index: pd.DataFrame, scale: str, claim: "Claim", kind: str | tuple[str, ...] | None,
             methods: tuple[str, ...]) -> _Rows:
+    """The rows of every arm of ``claim`` at ``scale``, paired by replicate (see the package
+    docstring, step 2). Used by :func:`nml.scorecard.measure`."""
     kinds = (kind,) if isinstance(kind, str) or kind is None else kind
     raw = {m: pd.concat([_select(index, scale, m, claim, k) for k in kinds],
                         ignore_index=True) for m in methods}
