@@ -31,7 +31,8 @@ from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA, WHITEBOX_METHODS
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "CHAPTERS", "chapter_grids", "levels_with", "run_chapter", "model_major",
            "ASYMMETRIC_NOISE_LEVELS", "DOWNSTREAM_NOISE_LEVELS", "CIFAR100_CLASSES",
-           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes"]
+           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes",
+           "ablation_factor", "ABLATION_DEFAULT_LEVELS", "AUTHORS_WEIGHTS_LEVEL"]
 
 WHITEBOX = WHITEBOX_METHODS
 NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
@@ -142,6 +143,43 @@ ASYMMETRIC_TASK_ROLES = {
 
 _ASYMMETRIC_TASKS = {"synthetic_upstream": ("synthetic_id", "synthetic_ood_photo"),
                      "cifar100": ("cifar10", "caltech101", "pacs_photo")}
+
+
+#: Chapter 11's name for the term weights of the authors' code (mse 1, cov 0.04, svd 0.001).
+AUTHORS_WEIGHTS_LEVEL = "authors' 1/0.04/0.001"
+#: The paper's setting as a level of each factor chapter 11 varies (the reference bar of each).
+ABLATION_DEFAULT_LEVELS = {"depth (layers)": "2", "width (hidden = k D)": "4",
+                           "non-linearity": "relu", "form of Z": "Z = h(F)",
+                           "loss terms": "all 1/1/1", "λ": "0.01", "top-K of L_SVD": "1",
+                           "SVD term": "fast"}
+
+
+def ablation_factor(overrides: dict) -> tuple[str, str] | None:
+    """``(factor, level)`` that one of chapter 11's variant grids changes (its
+    ``Grid.tune_overrides``, lambda aside); None for the paper's own setting. The factor names a
+    group of chapter 11's figure, the level one bar (:data:`ABLATION_DEFAULT_LEVELS` holds the
+    paper's level of each). The scorecard names the same variants by their knobs
+    (:func:`nml.index_columns.variant_label`). Used by chapter 11_ablations.
+    """
+    v = {k: x for k, x in overrides.items() if k != "lam"}
+    if not v:
+        return None
+    if "mlp_layers" in v:
+        return "depth (layers)", str(v["mlp_layers"])
+    if "mlp_hidden_mult" in v:
+        return "width (hidden = k D)", str(v["mlp_hidden_mult"])
+    if "mlp_activation" in v:
+        return "non-linearity", v["mlp_activation"]
+    if "residual_mlp" in v:
+        return "form of Z", "Z = F + h(F)"
+    if "svd_top_k" in v:
+        return "top-K of L_SVD", str(v["svd_top_k"])
+    if "svd_method" in v:
+        return "SVD term", v["svd_method"]
+    if v == {"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001}:
+        return "loss terms", AUTHORS_WEIGHTS_LEVEL
+    off = [k[2:].upper() for k, x in v.items() if k.startswith("w_") and x == 0]
+    return "loss terms", "no " + "/".join(off)
 
 
 def related_upstream_classes(upstream: str) -> tuple[int, ...]:
