@@ -104,6 +104,7 @@ def figure_caption(fig: go.Figure | Mapping) -> str:
 # --------------------------------------------------------------------------------------------
 
 def error_label(error: str) -> str:
+    """What an error-bar kind means, in words (captions and hover text). Used by every figure."""
     if error == "ci95":
         return "95% t-interval of the mean over seeds"
     if error == "std":
@@ -112,6 +113,8 @@ def error_label(error: str) -> str:
 
 
 def check_columns(df: pd.DataFrame, needed: Iterable[str], what: str) -> None:
+    """A one-line NMLError unless ``df`` is a non-empty table with the ``needed`` columns.
+    Used by every figure and table helper."""
     if not isinstance(df, pd.DataFrame):
         raise NMLError(f"{what} takes a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in needed if c not in df.columns]
@@ -123,6 +126,8 @@ def check_columns(df: pd.DataFrame, needed: Iterable[str], what: str) -> None:
 
 
 def noise_percent(noise: pd.Series | np.ndarray) -> np.ndarray:
+    """Noise ratios in [0, 1) as percent (a ratio outside is a one-line NMLError). Used by
+    every figure against pre-training noise."""
     values = np.asarray(noise, dtype=float)
     if np.any(values < 0) or np.any(values >= 1):
         raise NMLError("noise values must be ratios in [0, 1) (0.05 for 5%); got "
@@ -131,6 +136,7 @@ def noise_percent(noise: pd.Series | np.ndarray) -> np.ndarray:
 
 
 def nth_color(i: int) -> str:
+    """The ``i``-th colour of the book's palette (cycled). Used by every figure."""
     return _PALETTE[i % len(_PALETTE)]
 
 
@@ -140,6 +146,8 @@ def palette_color(i: int) -> str:
 
 
 def noise_label(key) -> str:
+    """A spectrum's legend name: ``noise 10%`` for a noise ratio, else the key as text. Used by
+    chapters 03_feature_spectrum and 06_nmtune."""
     if isinstance(key, (float, np.floating)) and 0 <= key < 1:
         return f"noise {key * 100:g}%"
     return str(key)
@@ -297,6 +305,8 @@ def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "no
 
 
 def method_order(method: str) -> int:
+    """A method's place in :data:`METHOD_LABELS` (LP first); unknown methods last. Used by
+    captions and legends of every chapter."""
     order = list(METHOD_LABELS)
     return order.index(method) if method in order else len(order)
 
