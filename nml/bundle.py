@@ -119,6 +119,7 @@ def import_bundle(bundle: str | os.PathLike, store: ResultStore | None = None) -
 
     Used by ``python -m nml lease import``.
     """
+    # long: verify every unit first, then write: one pass that merges all units or none
     from . import __version__
     bundle = Path(bundle)
     store = store or ResultStore()

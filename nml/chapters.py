@@ -23,17 +23,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .config import Config, check_range
+from .data.classes import CIFAR100_CLASSES, CIFAR100_RELATED_TO_CIFAR10
 from .errors import ConfigError
 from .experiments import SCALES, MissingResult, Pipeline
 from .results import ResultStore
 from .tune import AUTHORS_BATCH_SIZE
+from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA, WHITEBOX_METHODS
 
 __all__ = ["ChapterParams", "Grid", "GridResult", "run_grid", "AUTO_ORDER",
            "CHAPTERS", "chapter_grids", "levels_with", "run_chapter", "model_major",
            "ASYMMETRIC_NOISE_LEVELS", "DOWNSTREAM_NOISE_LEVELS", "CIFAR100_CLASSES",
-           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes", "stored_models"]
+           "CIFAR100_RELATED_TO_CIFAR10", "ASYMMETRIC_TASK_ROLES", "related_upstream_classes",
+           "ablation_factor", "ABLATION_DEFAULT_LEVELS", "AUTHORS_WEIGHTS_LEVEL", "stored_models"]
 
-WHITEBOX = ("lora", "lora_nmtune", "ft")
+WHITEBOX = WHITEBOX_METHODS
 NMTUNE_KNOBS = ("lam", "w_mse", "w_cov", "w_svd", "svd_top_k", "svd_method")
 
 #: ``scale="auto"`` tries these, best first; the last one is computed when nothing is stored.
@@ -48,7 +51,7 @@ class ChapterParams(Config):
     noise: float = 0.1             # the noisy model a chapter's detail figures compare with clean
     backbone: str | None = None    # None: every backbone of the scale
     task: str | None = None        # None: every task of the scale
-    lam: float = 0.01              # NMTune weight lambda (paper: 0.01)
+    lam: float = PAPER_LAMBDA      # NMTune weight lambda (paper: 0.01)
     lora_ratio: int = 8            # LoRA rank = in_features // lora_ratio (paper: 8)
     compute: bool = True           # compute units missing from the store (False: replay only)
     data_root: str | None = None   # data folder; None: $NML_DATA
@@ -130,38 +133,6 @@ ASYMMETRIC_NOISE_LEVELS = (0.0, 0.025, 0.05, 0.1)
 #: Downstream label-noise ratios eta of the noisy-downstream chapter (paper 7.4 / App. B.5).
 DOWNSTREAM_NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
-#: CIFAR-100's class folders in sorted order: a class's index is its position here
-#: (nml.data numbers classes by sorted folder name; tests check this against the tarball).
-CIFAR100_CLASSES = (
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
-    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
-    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab",
-    "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl",
-    "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard",
-    "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree",
-    "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain",
-    "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose",
-    "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
-    "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger",
-    "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman",
-    "worm")
-
-#: The CIFAR-100 classes related to CIFAR-10's: six whole CIFAR-100 superclasses, each the
-#: counterpart of CIFAR-10 classes (whole superclasses, so no class is picked by hand). The
-#: paper (7.3) restricts noise to the ImageNet-1K classes that WordNet links to CIFAR-100's;
-#: with CIFAR-100 upstream and CIFAR-10 downstream the analogue is this subset. CIFAR-10's
-#: bird and ship have no CIFAR-100 counterpart.
-CIFAR100_RELATED_TO_CIFAR10 = {
-    "vehicles 1 (automobile, truck)": ("bicycle", "bus", "motorcycle", "pickup_truck", "train"),
-    "vehicles 2 (automobile, truck, airplane)": ("lawn_mower", "rocket", "streetcar", "tank",
-                                                 "tractor"),
-    "large carnivores (cat, dog)": ("bear", "leopard", "lion", "tiger", "wolf"),
-    "medium-sized mammals (cat, dog)": ("fox", "porcupine", "possum", "raccoon", "skunk"),
-    "large omnivores and herbivores (deer, horse)": ("camel", "cattle", "chimpanzee", "elephant",
-                                                     "kangaroo"),
-    "reptiles (frog)": ("crocodile", "dinosaur", "lizard", "snake", "turtle"),
-}
-
 #: Each task's role in the asymmetric-noise chapter, as the paper's Fig. 10 groups them: the
 #: ID task the noise subset was built from ("related"), an ID task it was not built from
 #: ("unrelated"), and the OOD task (the paper's DomainNet, "related" there). The synthetic OOD
@@ -174,6 +145,43 @@ ASYMMETRIC_TASK_ROLES = {
 
 _ASYMMETRIC_TASKS = {"synthetic_upstream": ("synthetic_id", "synthetic_ood_photo"),
                      "cifar100": ("cifar10", "caltech101", "pacs_photo")}
+
+
+#: Chapter 11's name for the term weights of the authors' code (mse 1, cov 0.04, svd 0.001).
+AUTHORS_WEIGHTS_LEVEL = "authors' 1/0.04/0.001"
+#: The paper's setting as a level of each factor chapter 11 varies (the reference bar of each).
+ABLATION_DEFAULT_LEVELS = {"depth (layers)": "2", "width (hidden = k D)": "4",
+                           "non-linearity": "relu", "form of Z": "Z = h(F)",
+                           "loss terms": "all 1/1/1", "λ": "0.01", "top-K of L_SVD": "1",
+                           "SVD term": "fast"}
+
+
+def ablation_factor(overrides: dict) -> tuple[str, str] | None:
+    """``(factor, level)`` that one of chapter 11's variant grids changes (its
+    ``Grid.tune_overrides``, lambda aside); None for the paper's own setting. The factor names a
+    group of chapter 11's figure, the level one bar (:data:`ABLATION_DEFAULT_LEVELS` holds the
+    paper's level of each). The scorecard names the same variants by their knobs
+    (:func:`nml.index_columns.variant_label`). Used by chapter 11_ablations.
+    """
+    v = {k: x for k, x in overrides.items() if k != "lam"}
+    if not v:
+        return None
+    if "mlp_layers" in v:
+        return "depth (layers)", str(v["mlp_layers"])
+    if "mlp_hidden_mult" in v:
+        return "width (hidden = k D)", str(v["mlp_hidden_mult"])
+    if "mlp_activation" in v:
+        return "non-linearity", v["mlp_activation"]
+    if "residual_mlp" in v:
+        return "form of Z", "Z = F + h(F)"
+    if "svd_top_k" in v:
+        return "top-K of L_SVD", str(v["svd_top_k"])
+    if "svd_method" in v:
+        return "SVD term", v["svd_method"]
+    if v == {"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001}:
+        return "loss terms", AUTHORS_WEIGHTS_LEVEL
+    off = [k[2:].upper() for k, x in v.items() if k.startswith("w_") and x == 0]
+    return "loss terms", "no " + "/".join(off)
 
 
 def related_upstream_classes(upstream: str) -> tuple[int, ...]:
@@ -192,7 +200,7 @@ def related_upstream_classes(upstream: str) -> tuple[int, ...]:
         return tuple(sorted(CIFAR100_CLASSES.index(n) for n in names))
     if upstream == "synthetic_upstream":
         from . import data
-        world = data._world()  # the class prototypes (fixed world seed): deterministic
+        world = data.synthetic_world()  # the class prototypes (fixed world seed): deterministic
 
         def parts(proto) -> set:
             return set(zip(proto["shape"].tolist(), proto["colour"].tolist()))
@@ -209,6 +217,7 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
     The user's ``noise`` joins the scale's noise levels; ``backbone`` and ``task`` narrow the
     grid; ``lam`` is the NMTune weight of the main comparison.
     """
+    # long: one table of every chapter's grids, read top to bottom
     scale = SCALES[scale_name]
     noise = levels_with(scale.noise_levels, params.noise)
     backbones = (params.backbone,) if params.backbone else scale.backbones
@@ -232,7 +241,7 @@ def chapter_grids(chapter: str, params: ChapterParams, scale_name: str) -> list[
         "05_full_finetune": [Grid(("lp", "ft"), backbones=backbones, **common)] + (
             [Grid(("lora",), backbones=vit, tune_overrides={"lora_ratio": params.lora_ratio},
                   **common)] if vit else []),
-        "06_nmtune": [Grid(("lp", "mlp", "nmtune"), backbones=backbones,
+        "06_nmtune": [Grid(BLACKBOX_METHODS, backbones=backbones,
                            tune_overrides=lam, **common),
                       # The lambda explorer: the ID task and the first OOD task (each more
                       # OOD task multiplies the sweep's cost by its number of target sets).

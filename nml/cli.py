@@ -119,8 +119,8 @@ def _cmd_grid(args) -> None:
 
 
 def _cmd_practical(args) -> None:
-    from .practical import (PRACTICAL_MODELS, TextConfig, _cli_summary, loading_code,
-                            resolves_offline, run_text_grid)
+    from .practical import PRACTICAL_MODELS, loading_code, resolves_offline
+    from .practical_text import TextConfig, cli_summary, run_text_grid
     from .results import ResultStore
     if args.models:
         for entry in PRACTICAL_MODELS.values():
@@ -140,7 +140,7 @@ def _cmd_practical(args) -> None:
                                store=ResultStore(args.results), root=args.data_root,
                                device=args.device, progress=not args.quiet,
                                recompute=args.recompute)
-    for line in _cli_summary(result):
+    for line in cli_summary(result):
         print(json.dumps(line))
     print(f"# {result.description}", file=sys.stderr)
 
@@ -239,6 +239,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # long: the command line's one argparse table
     parser = argparse.ArgumentParser(prog="python -m nml", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -233,6 +233,8 @@ def pretrain_clip(cfg, *, root=None, checkpoint_dir=None, device=None, progress:
     Called by :func:`nml.pretrain.pretrain` for ``clip_*`` backbones (same arguments).
     Used by chapter 01_noisy_pretraining.
     """
+    # long: the training loop (data, schedule, steps, checkpoints, resumption) in the order it runs,
+    # as nml.pretrain.pretrain
     import open_clip
     from tqdm.auto import tqdm
 

@@ -27,9 +27,12 @@ import torch
 
 from .clip import is_clip_backbone
 from .errors import ConfigError
+from .guards import pick_device
 from .results import ResultStore, Unit, UnitOutput, default_cache_root
+from .vocab import BLACKBOX_METHODS, EXPERIMENT_OF
 
-__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "run_tiny_pipeline",
+__all__ = ["Scale", "SCALES", "get_scale", "Pipeline", "MissingResult", "replay_or_compute",
+           "run_tiny_pipeline",
            "authors_view_seeds"]
 
 
@@ -138,15 +141,19 @@ def get_scale(scale: str | Scale) -> Scale:
     return SCALES[scale]
 
 
-def _device(device: str | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    from .guards import torch_device
-    parsed = torch_device(device)
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} was asked for but no CUDA GPU is visible; "
-                          f"use device='cpu' or run on a GPU machine")
-    return parsed
+def replay_or_compute(store: ResultStore, experiment: str, config, compute, *,
+                      replay_only: bool, recompute: bool, where: str) -> Unit:
+    """The one replay-or-compute rule: the stored unit of ``config``, else ``compute()`` stored
+    (``recompute``: always computed). ``replay_only`` (a book build) forbids computing: a missing
+    unit raises :class:`MissingResult` saying it is not stored ``where``. Used by
+    :class:`Pipeline` (every chapter) and chapter 07's grids (:mod:`nml.practical`)."""
+    if replay_only:
+        unit = store.get(experiment, config)
+        if unit is None:
+            raise MissingResult(f"{experiment} unit {store.key(experiment, config)} is not "
+                                f"stored {where}")
+        return unit
+    return store.run(experiment, config, compute, recompute=recompute)
 
 
 class Pipeline:
@@ -159,7 +166,7 @@ class Pipeline:
         self.scale = get_scale(scale)
         self.store = store if store is not None else ResultStore()
         self.data_root = data_root
-        self.device = _device(device)
+        self.device = pick_device(device)
         self.progress = progress
         self.recompute = recompute
         self.replay_only = replay_only
@@ -183,13 +190,9 @@ class Pipeline:
 
     def _run(self, experiment: str, config, compute) -> Unit:
         """Replay a stored unit; compute it only when allowed (``replay_only`` forbids it)."""
-        if self.replay_only:
-            unit = self.store.get(experiment, config)
-            if unit is None:
-                raise MissingResult(f"{experiment} unit {self.store.key(experiment, config)} is "
-                                    f"not stored at scale {self.scale.name!r}")
-            return unit
-        return self.store.run(experiment, config, compute, recompute=self.recompute)
+        return replay_or_compute(self.store, experiment, config, compute,
+                                 replay_only=self.replay_only, recompute=self.recompute,
+                                 where=f"at scale {self.scale.name!r}")
 
     def _labels(self, pcfg) -> dict:
         return {"scale": self.scale.name, "backbone": pcfg.backbone, "noise": pcfg.noise,
@@ -243,9 +246,7 @@ class Pipeline:
         from .tune import BLACKBOX_METHODS
         if is_clip_backbone(pcfg.backbone):
             experiment = "clip"
-        experiment = experiment or {"lp": "linear_probe", "mlp": "nmtune", "nmtune": "nmtune",
-                                    "lora": "lora", "lora_nmtune": "lora",
-                                    "ft": "finetune"}[tcfg.method]
+        experiment = experiment or EXPERIMENT_OF[tcfg.method]
         unit_config = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
                        "tune": tcfg.to_dict()}
         if tcfg.method not in BLACKBOX_METHODS:
@@ -298,7 +299,7 @@ class Pipeline:
             elif name in data.DATASETS and not name.startswith(("torchvision:", "imagefolder:")):
                 try:
                     root = data.data_root(self.data_root)
-                    parts.append(f"{name}:{data._expected_checksum(root, name + '.tar.xz')}")
+                    parts.append(f"{name}:{data.expected_checksum(root, name + '.tar.xz')}")
                 except Exception:  # provenance only; loading reports a missing root clearly
                     parts.append(f"{name}:unknown")
             else:
@@ -465,7 +466,7 @@ def _mean_over_targets(rows: list[dict], base: dict) -> list[dict]:
 
 
 def run_tiny_pipeline(store: ResultStore | None = None, *, progress: bool = False,
-                      methods=("lp", "mlp", "nmtune")) -> dict:
+                      methods=BLACKBOX_METHODS) -> dict:
     """The whole tiny pipeline: pre-train at three noise levels, LP / MLP / NMTune, spectra.
 
     Returns counts of the units made; used by ``python -m nml tiny`` and the tests.

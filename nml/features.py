@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .config import config_hash
 from .errors import ConfigError
-from .results import atomic_write_bytes, default_cache_root
+from .storage import atomic_write_bytes, default_cache_root
 
 __all__ = ["extract_features", "cached_features", "cached_extraction"]
 

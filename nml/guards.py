@@ -61,6 +61,23 @@ def peak_lr(optimizer) -> float:
     return float(group.get("initial_lr", group["lr"]))
 
 
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a torch.device; ``None`` picks CUDA when a GPU is visible, else the CPU. A
+    CUDA device asked for without a visible GPU is a one-line ConfigError.
+
+    The one home of the device choice: pre-training (:func:`nml.training.resolve_device`), the
+    chapters' pipeline (:class:`nml.experiments.Pipeline`) and chapter 07's grids
+    (:func:`nml.practical.resolve_device`) all call it.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    parsed = torch_device(device)
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {str(device)!r} was asked for but no CUDA GPU is visible; "
+                          f"use device='cpu' or run on a GPU machine")
+    return parsed
+
+
 def torch_device(spec: str | torch.device) -> torch.device:
     """``spec`` as a :class:`torch.device`; a string torch rejects is a one-line ConfigError."""
     try:

@@ -41,6 +41,7 @@ import pandas as pd
 from .bundle import BUNDLE_FORMAT, code_fingerprint, import_bundle, pack_bundle
 from .errors import ConfigError, NMLError
 from .results import ResultStore, provenance
+from .vocab import BLACKBOX_METHODS, WHITEBOX_METHODS
 
 __all__ = ["PRIORITIES", "CALIBRATION", "LeaseUnit", "lease_units",
            "missing_units", "estimate_seconds", "plan", "probe_workers", "run_lease",
@@ -133,7 +134,7 @@ def _model_units(pipe, priority, backbone, tasks, methods, with_pretrain=True):
                 out.append(LeaseUnit(kind="frozen", experiment=exp,
                                      key=pipe.store.key(exp, cfg), task=task, **base))
                 for method in methods:
-                    for tseed in (whitebox if method in ("lora", "lora_nmtune", "ft")
+                    for tseed in (whitebox if method in WHITEBOX_METHODS
                                   else scale.tune_seeds):
                         exp, cfg = pipe.tune_ref(pcfg, task, pipe.tune_config(method, tseed))
                         out.append(LeaseUnit(kind="tune", experiment=exp,
@@ -161,7 +162,7 @@ def lease_units(scale: str = "cifar", priorities=(1, 2, 3, 4, 5), *,
     units: list[LeaseUnit] = []
     for priority in sorted(priorities):
         if priority == 1:
-            units += _model_units(pipe, 1, sc.backbones[0], p1, ("lp", "mlp", "nmtune"))
+            units += _model_units(pipe, 1, sc.backbones[0], p1, BLACKBOX_METHODS)
         elif priority == 2:
             for name, kwargs in _BENCHMARKS:
                 cfg = {"benchmark": name, "device_kind": "gpu", "kwargs": kwargs}
@@ -170,14 +171,14 @@ def lease_units(scale: str = "cifar", priorities=(1, 2, 3, 4, 5), *,
         elif priority == 3 and vit:
             units += _model_units(pipe, 3, vit[0], p1, ("lp", "lora", "lora_nmtune", "ft"))
         elif priority == 4:
-            units += _model_units(pipe, 4, sc.clip_backbone, p1, ("lp", "mlp", "nmtune"))
+            units += _model_units(pipe, 4, sc.clip_backbone, p1, BLACKBOX_METHODS)
         elif priority == 5 and rest:
-            units += _model_units(pipe, 5, sc.backbones[0], rest, ("lp", "mlp", "nmtune"),
+            units += _model_units(pipe, 5, sc.backbones[0], rest, BLACKBOX_METHODS,
                                   with_pretrain=False)
             for b in vit:
                 units += _model_units(pipe, 5, b, rest, ("lp", "lora", "lora_nmtune", "ft"),
                                       with_pretrain=False)
-            units += _model_units(pipe, 5, sc.clip_backbone, rest, ("lp", "mlp", "nmtune"),
+            units += _model_units(pipe, 5, sc.clip_backbone, rest, BLACKBOX_METHODS,
                                   with_pretrain=False)
     return units
 
@@ -264,7 +265,7 @@ class _Estimator:
             return images * ratio / CALIBRATION["extract_images_per_s"] + 5.0 + corrupt, \
                 "H100 calibration" + (" + CPU corruption estimate" if corrupt else "")
         n = self._train_images(unit.task)
-        if unit.method in ("lora", "lora_nmtune", "ft"):
+        if unit.method in WHITEBOX_METHODS:
             limit = sc.whitebox_train_limit or n
             per_image = CALIBRATION["pretrain_epoch_s"] * ratio / 50_000
             cost = sc.whitebox_epochs * min(n, limit) * per_image * (1.3 if "nmtune" in
@@ -492,6 +493,7 @@ def run_lease(minutes: float, out: str | os.PathLike, *, workers: int | None = N
 
     Used by ``python -m nml lease run``.
     """
+    # long: the lease's scheduler loop (budget, workers, queue, bundle) in the order it runs
     import torch
     start = time.time()
     if minutes <= 0:

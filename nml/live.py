@@ -31,6 +31,7 @@ import pandas as pd
 from .chapters import Grid, GridResult, run_grid
 from .errors import NMLError
 from .experiments import MissingResult, Pipeline
+from .vocab import PAPER_LAMBDA
 
 __all__ = ["LAMBDA_CHOICES", "LIVE_ENV", "LAB_COMMAND", "LambdaExplorer", "live_unavailable",
            "live_message", "lambda_explorer"]
@@ -89,7 +90,7 @@ class LambdaExplorer:
     """
 
     def __init__(self, pipe: Pipeline, sweep_grid: Grid, *, spec_task: str, spec_set: str,
-                 lam: float = 0.01, choices=LAMBDA_CHOICES, compute: bool = True,
+                 lam: float = PAPER_LAMBDA, choices=LAMBDA_CHOICES, compute: bool = True,
                  title: str = "NMTune at the chosen λ (live)", caption: str | None = None):
         if sweep_grid.methods != ("nmtune",):
             raise NMLError(f"LambdaExplorer needs an NMTune sweep grid, got methods "

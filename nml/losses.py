@@ -75,6 +75,7 @@ import torch.nn.functional as nnf
 
 from .config import Config, check_range
 from .errors import ConfigError, DataError
+from .vocab import PAPER_LAMBDA
 
 __all__ = ["consistency_mse", "covariance_loss", "dominant_singular_loss", "NMTuneLossConfig",
            "SpectralState", "nmtune_regularizer", "polar_schedule", "FAST_ROUTES", "fast_route"]
@@ -508,7 +509,7 @@ class NMTuneLossConfig(Config):
     # Fields added after results were stored: at their default they stay out of the hash.
     added_fields: ClassVar[tuple[str, ...]] = ("variant",)
 
-    lam: float = 0.01           # paper: "lambda = 0.01 for all experiments" (Sec. 6.1)
+    lam: float = PAPER_LAMBDA   # paper: "lambda = 0.01 for all experiments" (Sec. 6.1)
     w_mse: float = 1.0          # paper Eq. 7 weights every term 1
     w_cov: float = 1.0
     w_svd: float = 1.0

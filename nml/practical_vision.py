@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .config import Config, check_range
 from .errors import ConfigError
 from .models import Backbone
+from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA
 
 __all__ = ["VisionModelSpec", "VISION_MODELS", "map_lite0_state_dict", "load_vision_model",
            "packaged_state_dict", "ResizeTo", "VISION_TASKS", "VisionConfig", "vision_features",
@@ -264,9 +265,9 @@ class VisionConfig(Config):
     test_limit: int | None = 1000          # images per test set (seeded subset)
     subset_seed: int = 0
     split_seed: int = 0                    # PACS photo's 70/30 split
-    methods: tuple[str, ...] = ("lp", "mlp", "nmtune")
+    methods: tuple[str, ...] = BLACKBOX_METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
-    lam: float = 0.01                      # NMTune weight lambda (paper: 0.01)
+    lam: float = PAPER_LAMBDA              # NMTune weight lambda (paper: 0.01)
 
     def validate(self) -> None:
         from .tune import BLACKBOX_METHODS
@@ -432,6 +433,8 @@ def run_vision_grid(cfg: VisionConfig | None = None, *, store=None, root=None,
     ``missing_tasks`` (the chapter replays what an hour-long CPU run has stored so far). Used
     by chapter 07_practical_models.
     """
+    # long: the grid's loop over models, tasks and methods with replay-or-compute per unit, in the
+    # order units are stored
     from .data import TASKS
     from .practical import (frozen_spectrum_unit, resolve_device, store_or_replay,
                             tuned_unit)

@@ -141,6 +141,8 @@ def pretrain(cfg: PretrainConfig, *, root: str | os.PathLike | None = None,
 
     Used by chapter 01_noisy_pretraining.
     """
+    # long: the training loop (data on the device, schedule, steps, checkpoints, resumption) in the
+    # order it runs
     if not isinstance(cfg, PretrainConfig):
         raise ConfigError(f"pretrain needs a PretrainConfig, got {type(cfg).__name__}")
     if stop_after_epoch is not None and not 1 <= stop_after_epoch <= cfg.epochs:

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +37,13 @@ import pandas as pd
 
 from .config import Config, config_hash
 from .errors import NMLError
+from .storage import atomic_write_bytes, default_cache_root, default_results_root
+from .vocab import DERIVED_COLUMNS
 
 __all__ = [
-    "INDEX_COLUMNS", "ResultStore", "Unit", "UnitOutput", "atomic_write_bytes",
+    "INDEX_COLUMNS", "DERIVED_COLUMNS", "ResultStore", "Unit", "UnitOutput", "atomic_write_bytes",
     "decode_record", "default_results_root", "default_cache_root", "encode_record",
-    "provenance",
+    "provenance", "index_rows",
 ]
 
 #: Columns every result row carries (other issues and the book read these).
@@ -50,39 +51,16 @@ INDEX_COLUMNS = ("experiment", "scale", "backbone", "noise", "pretrain_seed", "s
                  "method", "task", "metric", "value")
 
 
-def default_results_root() -> Path:
-    """``$NML_RESULTS`` if set, else ``results/`` beside the ``nml`` package (the repository)."""
-    env = os.environ.get("NML_RESULTS")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[1] / "results"
-
-
-def default_cache_root() -> Path:
-    """``$NML_CACHE`` if set, else ``~/.cache/nml``: decoded data and cached features."""
-    return Path(os.environ.get("NML_CACHE", Path.home() / ".cache" / "nml")).expanduser()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except PermissionError:
-        raise NMLError(f"cannot write {path}: permission denied on {path.parent}; make it "
-                       f"writable, or point NML_RESULTS / NML_CACHE (or --results) at a folder "
-                       f"this user may write") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def index_rows(experiment: str, key: str, config: dict, rows: pd.DataFrame) -> pd.DataFrame:
+    """One unit's rows as ``index.csv`` holds them: its result rows, its ``key`` and the columns
+    derived from its config (:data:`~nml.vocab.DERIVED_COLUMNS`: ``noise_type``, ``variant``;
+    empty where a unit has none)."""
+    from .index_columns import derived_columns
+    rows = rows.copy()
+    rows["key"] = key
+    for column, value in derived_columns(experiment, config).items():
+        rows[column] = value
+    return rows
 
 
 def _git_commit() -> str | None:
@@ -387,7 +365,8 @@ class ResultStore:
             np.savez_compressed(buf, **{k: np.asarray(v) for k, v in merged.items()})
             atomic_write_bytes(npz_path, buf.getvalue())
         atomic_write_bytes(json_path, encode_record(record))
-        self._update_index(unit.key, pd.DataFrame(record["rows"]))
+        self._update_index(index_rows(unit.experiment, unit.key, record["config"],
+                                      pd.DataFrame(record["rows"])))
         return self.load(unit.experiment, unit.key)
 
     def write_record(self, record: dict, arrays: dict[str, np.ndarray] | None = None, *,
@@ -406,7 +385,8 @@ class ResultStore:
         # The JSON goes last: a unit counts as stored only once its JSON exists.
         atomic_write_bytes(json_path, encode_record(record))
         if update_index:
-            self._update_index(key, pd.DataFrame(record["rows"]))
+            self._update_index(index_rows(experiment, key, record["config"],
+                                          pd.DataFrame(record["rows"])))
 
     def run(self, experiment: str, config: Config | dict, compute: Callable[[], UnitOutput], *,
             recompute: bool = False) -> Unit:
@@ -455,13 +435,10 @@ class ResultStore:
         return index
 
     def _rebuild_locked(self) -> pd.DataFrame:
-        frames = []
-        for unit in self.units():
-            df = unit.rows.copy()
-            df["key"] = unit.key
-            frames.append(df)
+        frames = [index_rows(unit.experiment, unit.key, unit.config, unit.rows)
+                  for unit in self.units()]
         index = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=[*INDEX_COLUMNS, "key"])
+            columns=[*INDEX_COLUMNS, "key", *DERIVED_COLUMNS])
         return self._write_index(index)
 
     def refresh_index(self) -> pd.DataFrame:
@@ -509,23 +486,27 @@ class ResultStore:
         in_index = set(zip(index["experiment"], index["key"]))
         return self._stored_keys() - {skip} == in_index - {skip}
 
-    def _update_index(self, key: str, rows: pd.DataFrame) -> None:
-        """Replace one unit's rows in ``index.csv``; heal the index on the way.
+    def _current(self, index: pd.DataFrame, skip: tuple[str, str] | None = None) -> bool:
+        """Whether ``index`` has the derived columns and exactly the units on disk."""
+        return all(c in index.columns for c in DERIVED_COLUMNS) and self._keys_agree(index, skip)
+
+    def _update_index(self, rows: pd.DataFrame) -> None:
+        """Replace one unit's rows (:func:`index_rows`) in ``index.csv``; heal the index on the way.
 
         Rebuilding from every unit on each write costs seconds once the store holds thousands
         of units; replacing one unit's rows under the lock keeps the index exact and cheap. A
         damaged index (see :meth:`_read_index`), or one that misses a unit or holds rows of a
         unit that is gone, is rebuilt from the units instead. (A row missing inside a unit that
-        still has others is found only by :meth:`check`, which reads every unit.)
+        still has others is found only by :meth:`check`, which reads every unit.) An index
+        written before the derived columns existed is rebuilt too.
         """
         experiment = str(rows["experiment"].iloc[0]) if len(rows) else None
+        key = str(rows["key"].iloc[0]) if len(rows) else None
         with self._lock():
             index, _ = self._read_index()
-            if index is None or not self._keys_agree(index, skip=(experiment, key)):
+            if index is None or not self._current(index, skip=(experiment, key)):
                 self._rebuild_locked()
                 return
-            rows = rows.copy()
-            rows["key"] = key
             self._write_index(pd.concat([index[index["key"] != key], rows], ignore_index=True))
 
     def reindex_unit(self, experiment: str, key: str) -> None:
@@ -534,17 +515,17 @@ class ResultStore:
         unit = self.load(experiment, key)
         if unit is None:
             raise NMLError(f"no stored unit {experiment}/{key} under {self.root}")
-        self._update_index(key, unit.rows)
+        self._update_index(index_rows(experiment, key, unit.config, unit.rows))
 
     def index(self) -> pd.DataFrame:
         """The tidy table of every stored metric (read from ``index.csv``; rebuilt from the
         units when it is absent or damaged, or misses units or holds rows of deleted ones)."""
         index, _ = self._read_index()
-        if index is not None and self._keys_agree(index):
+        if index is not None and self._current(index):
             return index
         with self._lock():
             index, _ = self._read_index()
-            if index is not None and self._keys_agree(index):
+            if index is not None and self._current(index):
                 return index
             return self._rebuild_locked()
 
@@ -580,9 +561,10 @@ class ResultStore:
 
     def _expected_index(self) -> pd.DataFrame:
         """What index.csv should hold, as read back from CSV (so the types compare equal)."""
-        frames = [unit.rows.assign(key=unit.key) for unit in self.units()]
+        frames = [index_rows(unit.experiment, unit.key, unit.config, unit.rows)
+                  for unit in self.units()]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=[*INDEX_COLUMNS, "key"])
+            columns=[*INDEX_COLUMNS, "key", *DERIVED_COLUMNS])
         text = self._ordered(table).to_csv(index=False)
         return pd.read_csv(io.StringIO(text), dtype={"key": str, "experiment": str})
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from .config import MAX_LR, MAX_WEIGHT_DECAY, Config, check_range
 from .errors import ConfigError, NMLError
-from .guards import check_loss, peak_lr, torch_device
+from .guards import check_loss, peak_lr, pick_device
 
 __all__ = ["PretrainConfig", "PretrainResult", "resolve_device", "use_bf16", "cpu_supports_bf16",
            "default_optimizer", "checkpoint_path", "stream_seed", "ORDER_STREAM",
@@ -151,15 +151,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
     Under torchrun on CUDA each rank gets ``cuda:$LOCAL_RANK``. Used by chapter 01_noisy_pretraining.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch_device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {str(device)!r} was asked for but no CUDA GPU is visible; "
-                              f"use device='cpu' or run on a GPU machine")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device
 
 
@@ -308,7 +302,7 @@ def load_upstream(cfg: PretrainConfig, root):
 # ------------------------------------------------------------------------------------------
 
 def _save(path: Path, payload: dict) -> None:
-    from .results import atomic_write_bytes
+    from .storage import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -328,7 +322,7 @@ def write_checkpoint(path: Path, cfg, epoch: int, model: nn.Module, optimizer, s
     _save(path, payload)
     config_file = path.parent / "config.json"
     if not config_file.exists():
-        from .results import atomic_write_bytes
+        from .storage import atomic_write_bytes
         atomic_write_bytes(config_file, json.dumps(cfg.to_dict(), indent=1).encode())
 
 

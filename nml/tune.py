@@ -29,14 +29,13 @@ from tqdm.auto import tqdm
 from .config import MAX_LR, MAX_WEIGHT_DECAY, Config, check_range
 from .errors import ConfigError, DataError
 from .guards import check_features, check_loss, check_parameters
+from .vocab import BLACKBOX_METHODS, METHODS, NMTUNE_METHODS, PAPER_LAMBDA, WHITEBOX_METHODS
 
 __all__ = ["METHODS", "BLACKBOX_METHODS", "PAPER_LR", "PAPER_WEIGHT_DECAY", "VARIANTS",
            "AUTHORS_LORA_RANK", "AUTHORS_BATCH_SIZE", "TuneConfig",
            "TuneResult", "FeatureMLP", "tune_on_features", "tune_backbone", "evaluate_logits",
            "downstream_train_labels"]
 
-METHODS = ("lp", "mlp", "nmtune", "lora", "lora_nmtune", "ft")
-BLACKBOX_METHODS = ("lp", "mlp", "nmtune")
 PAPER_LR = {"lp": 0.01, "mlp": 1e-3, "nmtune": 1e-3, "lora": 2e-4, "lora_nmtune": 2e-4,
             "ft": 1e-4}
 PAPER_WEIGHT_DECAY = {"lp": 0.0, "mlp": 1e-4, "nmtune": 1e-4, "lora": 1e-4, "lora_nmtune": 1e-4,
@@ -75,7 +74,7 @@ class TuneConfig(Config):
     batch_size: int = 256         # downstream mini-batch
     fraction: float = 1.0         # share of the downstream train set used (paper: .1 .25 .5 .75 1)
     seed: int = 0                 # downstream seed: head init, batch order, data subset
-    lam: float = 0.01             # NMTune weight lambda (paper: 0.01 for all experiments)
+    lam: float = PAPER_LAMBDA     # NMTune weight lambda (paper: 0.01 for all experiments)
     w_mse: float = 1.0            # weight of L_MSE inside the bracket (paper 1; authors' code 1.0)
     w_cov: float = 1.0            # weight of L_COV (paper 1; authors' code 0.04)
     w_svd: float = 1.0            # weight of L_SVD (paper 1; authors' code 0.001)
@@ -128,7 +127,7 @@ class TuneConfig(Config):
             raise ConfigError("res_scale_init only acts with variant='authors' (their residual "
                               "scale); leave it at 0.5 or pass variant='authors'")
         if self.variant == "authors":
-            fixed = {"lam": 0.01, "w_mse": 1.0, "w_cov": 1.0, "w_svd": 1.0, "svd_top_k": 1,
+            fixed = {"lam": PAPER_LAMBDA, "w_mse": 1.0, "w_cov": 1.0, "w_svd": 1.0, "svd_top_k": 1,
                      "residual_mlp": False, "augment": False, "lora_ratio": 8}
             changed = [k for k, v in fixed.items() if getattr(self, k) != v]
             if changed:
@@ -148,7 +147,7 @@ class TuneConfig(Config):
 
     @property
     def uses_nmtune(self) -> bool:
-        return self.method in ("nmtune", "lora_nmtune")
+        return self.method in NMTUNE_METHODS
 
     @property
     def authors(self) -> bool:
@@ -316,6 +315,8 @@ def tune_on_features(train_features: torch.Tensor, train_labels: torch.Tensor,
     code does. LP under the authors' variant is their linear probe: unaugmented features and a
     Kaiming-uniform classifier.
     """
+    # long: one seeded training loop for LP, MLP and NMTune; its order of random draws fixes every
+    # stored result
     if cfg.method not in BLACKBOX_METHODS:
         raise ConfigError(f"tune_on_features runs {BLACKBOX_METHODS}; {cfg.method!r} needs the "
                           f"backbone: use tune_backbone")
@@ -414,11 +415,13 @@ def tune_backbone(backbone, train_images: torch.Tensor, train_labels: torch.Tens
     terms only (so F is not computed), a Kaiming-uniform classifier with zero bias, and the
     authors' augmentation (crop of 80-100 % + flip, :func:`nml.data.augment_resized_crop`).
     """
+    # long: one seeded training loop for LoRA, LoRA + NMTune and FT; its order of random draws fixes
+    # every stored result
     from .data import augment, augment_resized_crop, to_float
 
     augmenter = augment_resized_crop if cfg.authors else augment
 
-    if cfg.method not in ("lora", "lora_nmtune", "ft"):
+    if cfg.method not in WHITEBOX_METHODS:
         raise ConfigError(f"tune_backbone runs lora, lora_nmtune and ft; use tune_on_features "
                           f"for {cfg.method!r}")
     device = torch.device(device)

@@ -65,11 +65,11 @@ device = None          # "cpu" or "cuda"; None: cuda when a GPU is visible
 import pandas as pd
 from IPython.display import Markdown, display
 
-from nml import plots, practical, practical_vision
+from nml import plots, practical, practical_text, practical_vision
 from nml.chapters import ChapterParams, run_chapter
 from nml.errors import ConfigError
 from nml.experiments import MissingResult
-from nml.practical import PracticalParams
+from nml.practical_text import PracticalParams
 
 params = PracticalParams.from_dict(lam=lam, epochs=epochs, train_limit=train_limit,
                                    ood_test_limit=ood_test_limit, compute=compute,
@@ -148,7 +148,7 @@ display(Markdown(
 
 # %% tags=["remove-input"]
 try:
-    text = practical.run_text_grid(text_cfg, root=params.data_root, device=params.device,
+    text = practical_text.run_text_grid(text_cfg, root=params.data_root, device=params.device,
                                    progress=False, replay_only=not params.compute)
 except MissingResult as missing:
     raise ConfigError(f"{missing}; rerun with -p compute True to compute it (it needs "
@@ -157,17 +157,17 @@ rows = text.rows
 display(Markdown(f"**Text scale:** {text.description}."))
 
 # %% tags=["hide-input"]
-fig = practical.text_bars_figure(
+fig = practical_text.text_bars_figure(
     rows, metric="accuracy", y_title="accuracy (%)",
     title="Figure 7.1: LP vs MLP tuning vs NMTune on frozen all-MiniLM-L6-v2 features",
-    caption=practical.text_caption(text, extra=f"NMTune λ = {text_cfg.lam:g}"))
+    caption=practical_text.text_caption(text, extra=f"NMTune λ = {text_cfg.lam:g}"))
 plots.show(fig)
 
 # %% tags=["hide-input"]
 headline = rows[rows["metric"].isin(["accuracy", "f1"]) & (rows["method"] != "frozen")].assign(
-    test_set=lambda d: d["test_set"].map(lambda t: practical.TEST_SETS[t][2]),
+    test_set=lambda d: d["test_set"].map(lambda t: practical_text.TEST_SETS[t][2]),
     method=lambda d: d["method"].map(plots.METHOD_LABELS))
-ORDER = [practical.TEST_SETS[t][2] for t in ("test", "dev", "imdb")]
+ORDER = [practical_text.TEST_SETS[t][2] for t in ("test", "dev", "imdb")]
 
 
 def ordered(table):
@@ -184,7 +184,7 @@ display(table.style.set_caption(
 
 # %% tags=["remove-input"]
 def gap_text(test_set, method, baseline):
-    g = practical.method_gap(rows, metric="accuracy", test_set=test_set, method=method,
+    g = practical_text.method_gap(rows, metric="accuracy", test_set=test_set, method=method,
                              baseline=baseline)
     sure = g["lo"] > 0 or g["hi"] < 0
     return (f"{g['diff']:+.2f} points [{g['lo']:+.2f}, {g['hi']:+.2f}]"
@@ -193,7 +193,7 @@ def gap_text(test_set, method, baseline):
 
 lines = []
 for test_set in ("test", "dev", "imdb"):
-    label = practical.TEST_SETS[test_set][2]
+    label = practical_text.TEST_SETS[test_set][2]
     lines.append(f"- **{label}:** NMTune minus LP {gap_text(test_set, 'nmtune', 'lp')}; "
                  f"NMTune minus MLP tuning {gap_text(test_set, 'nmtune', 'mlp')}; "
                  f"MLP tuning minus LP {gap_text(test_set, 'mlp', 'lp')}.")
@@ -203,7 +203,7 @@ best = {t: acc[acc["test_set"] == t].set_index("method")["mean"].idxmax()
 verdict = ("NMTune has the highest mean accuracy on every test set, as the paper reports"
            if set(best.values()) == {"nmtune"} else
            "the highest mean accuracy goes to " + ", ".join(
-               f"{plots.METHOD_LABELS[m]} on {practical.TEST_SETS[t][2]}" for t, m in best.items())
+               f"{plots.METHOD_LABELS[m]} on {practical_text.TEST_SETS[t][2]}" for t, m in best.items())
            + ": the paper's claim that NMTune is the best black-box tuning does **not** hold "
              "for this encoder at this scale")
 display(Markdown("Differences of mean accuracy with Welch 95% intervals over the tuning seeds "
@@ -223,7 +223,7 @@ NAMES = {"frozen": "frozen F (LP's input)", "mlp": "MLP tuning Z", "nmtune": "NM
 spec = rows[rows["metric"].isin(["sve", "lsvr"]) & rows["method"].isin(list(NAMES))
             & (rows["test_set"] != "train")]
 spec_table = ordered(plots.mean_ci_table(
-    spec.assign(test_set=spec["test_set"].map(lambda t: practical.TEST_SETS[t][2]),
+    spec.assign(test_set=spec["test_set"].map(lambda t: practical_text.TEST_SETS[t][2]),
                 method=spec["method"].map(NAMES)), ["method"], ["test_set", "metric"], digits=3))
 spec_table = spec_table.loc[[n for n in NAMES.values() if n in spec_table.index]]
 display(spec_table.style.set_caption(
@@ -260,7 +260,7 @@ fig = plots.spectrum_figure(
     {name: p[p > TINY] for name, p in normalised.items()},
     title="Figure 7.2: normalised singular values p_i = s_i / Σ s_j of the text features",
     y_title="p_i = s_i / Σ s_j (log scale)",
-    caption=practical.text_caption(text, extra=f"tuned Z: tuning seed {seed0}" + (
+    caption=practical_text.text_caption(text, extra=f"tuned Z: tuning seed {seed0}" + (
         f" · numerically zero values (p_i < {TINY:g}) left out: {dropped} of "
         f"{text.config.spec.dim}" if dropped else "")))
 plots.show(fig)
@@ -268,7 +268,7 @@ plots.show(fig)
 # %% tags=["remove-input"]
 sizes, seconds = text.info.get("sizes", {}), text.info.get("encode_seconds", {})
 rate = {k: sizes[k] / seconds[k] for k in sizes if seconds.get(k)}
-speed = [f"{practical.TEST_SETS[k][2]}: {sizes[k]:,} texts in {seconds[k]:.0f} s "
+speed = [f"{practical_text.TEST_SETS[k][2]}: {sizes[k]:,} texts in {seconds[k]:.0f} s "
          f"({r:.0f} texts/s)" for k, r in rate.items()]
 load = text.info.get("loadavg")
 display(Markdown(
@@ -332,7 +332,7 @@ if vision is not None:
 
 # %% tags=["hide-input"]
 if vision is not None:
-    fig = practical.text_bars_figure(
+    fig = practical_text.text_bars_figure(
         cells.assign(test_set=cells["cell"]), metric="accuracy", test_sets=list(cell_labels),
         labels=cell_labels, y_title="accuracy (%)",
         title="Figure 7.3: LP vs MLP tuning vs NMTune on frozen ImageNet-1K EfficientNet-Lite0 "
@@ -361,7 +361,7 @@ if vision is not None:
 # %% tags=["hide-input"]
 if vision is not None:
     def vision_gap(cell, method, baseline):
-        g = practical.method_gap(cells.assign(test_set=cells["cell"]), metric="accuracy",
+        g = practical_text.method_gap(cells.assign(test_set=cells["cell"]), metric="accuracy",
                                  test_set=cell, method=method, baseline=baseline)
         sure = g["lo"] > 0 or g["hi"] < 0
         return g, (f"{g['diff']:+.2f} points [{g['lo']:+.2f}, {g['hi']:+.2f}]"
@@ -512,9 +512,9 @@ if image is not None:
     for (bb, nz), part in runs.groupby(["backbone", "noise"]):
         cells = []
         for kind in ("ID", "OOD"):
-            g_lp = practical.method_gap(part, metric="accuracy", test_set=kind,
+            g_lp = practical_text.method_gap(part, metric="accuracy", test_set=kind,
                                         method="nmtune", baseline="lp")
-            g_mlp = practical.method_gap(part, metric="accuracy", test_set=kind,
+            g_mlp = practical_text.method_gap(part, metric="accuracy", test_set=kind,
                                          method="nmtune", baseline="mlp")
             cells.append(f"{kind} NMTune − LP {g_lp['diff']:+.2f} [{g_lp['lo']:+.2f}, "
                          f"{g_lp['hi']:+.2f}], NMTune − MLP {g_mlp['diff']:+.2f} "

@@ -121,17 +121,15 @@ if pipe.scale.upstream == "cifar100":
 else:
     from nml import data
 
-    world = data._world()  # the synthetic class prototypes (fixed world seed)
+    world = data.synthetic_world()  # the synthetic class prototypes (fixed world seed)
     n_classes = len(world["synthetic_upstream"])
-    # names of nml.data's palette colours, in its order
-    colours = ("red", "green", "blue", "yellow", "magenta", "cyan")
-    assert len(colours) == len(data._PALETTE)
+    colours = data.COLOUR_NAMES  # the names of nml.data's palette colours, in its order
 
     def parts(proto):
         return set(zip(proto["shape"].tolist(), proto["colour"].tolist()))
 
     def name(part):
-        return f"{colours[part[1]]} {data._SHAPES[part[0]]}"
+        return f"{colours[part[1]]} {data.SHAPES[part[0]]}"
 
     records = []
     for k in related:

@@ -72,7 +72,8 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from nml import plots
-from nml.chapters import ChapterParams, chapter_grids, run_chapter
+from nml.chapters import (ABLATION_DEFAULT_LEVELS, AUTHORS_WEIGHTS_LEVEL, ChapterParams,
+                          ablation_factor, chapter_grids, run_chapter)
 from nml.data import TASKS
 
 params = ChapterParams.from_dict(scale=scale, noise=noise, backbone=backbone, task=task, lam=lam,
@@ -82,33 +83,8 @@ grids = chapter_grids("11_ablations", params, pipe.scale.name)
 
 # Each grid after the first (LP and MLP tuning, the references) is one NMTune variant: its
 # tune_overrides say which factor it changes. The paper's setting belongs to every factor.
-AUTHORS = "authors' 1/0.04/0.001"   # the term weights of the authors' code
-DEFAULT_LEVEL = {"depth (layers)": "2", "width (hidden = k D)": "4", "non-linearity": "relu",
-                 "form of Z": "Z = h(F)", "loss terms": "all 1/1/1", "λ": "0.01",
-                 "top-K of L_SVD": "1", "SVD term": "fast"}
-
-
-def variant_label(overrides: dict) -> tuple[str, str] | None:
-    """(factor, level) of one variant grid; None for the paper's own setting."""
-    v = {k: x for k, x in overrides.items() if k != "lam"}
-    if not v:
-        return None
-    if "mlp_layers" in v:
-        return "depth (layers)", str(v["mlp_layers"])
-    if "mlp_hidden_mult" in v:
-        return "width (hidden = k D)", str(v["mlp_hidden_mult"])
-    if "mlp_activation" in v:
-        return "non-linearity", v["mlp_activation"]
-    if "residual_mlp" in v:
-        return "form of Z", "Z = F + h(F)"
-    if "svd_top_k" in v:
-        return "top-K of L_SVD", str(v["svd_top_k"])
-    if "svd_method" in v:
-        return "SVD term", v["svd_method"]
-    if v == {"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001}:
-        return "loss terms", AUTHORS
-    off = [k[2:].upper() for k, x in v.items() if k.startswith("w_") and x == 0]
-    return "loss terms", "no " + "/".join(off)
+AUTHORS = AUTHORS_WEIGHTS_LEVEL        # the term weights of the authors' code
+DEFAULT_LEVEL = ABLATION_DEFAULT_LEVELS  # the paper's setting as a level of each factor
 
 
 frames, references = [], None
@@ -122,7 +98,7 @@ for grid, result in zip(grids, results):
         part["factor"], part["level"] = "λ", part["lam"].map(lambda x: f"{x:g}")
         frames.append(part)
         continue
-    label = variant_label(grid.tune_overrides)
+    label = ablation_factor(grid.tune_overrides)
     if label is None:           # the paper's setting: the default level of every factor
         for factor, level in DEFAULT_LEVEL.items():
             if factor != "λ":   # the λ sweep has its own runs at every λ
@@ -301,7 +277,7 @@ plots.show(fig)
 
 lsvr = []
 for grid, result in zip(grids, results):
-    label = variant_label(grid.tune_overrides) if grid.methods == ("nmtune",) else None
+    label = ablation_factor(grid.tune_overrides) if grid.methods == ("nmtune",) else None
     if grid.methods == ("nmtune",) and not grid.lambdas and (
             label is None or label[0] == "top-K of L_SVD"):
         part = result.metric("lsvr")

@@ -54,7 +54,7 @@ def test_both_chapters_are_registered():
 
 def test_synthetic_related_classes_share_two_parts_with_an_id_class():
     from nml import data
-    world = data._world()
+    world = data.synthetic_world()
     targets = [_parts(p) for p in world["synthetic_id"]]
     related = related_upstream_classes("synthetic_upstream")
     assert related == related_upstream_classes("synthetic_upstream"), "must be deterministic"
@@ -169,3 +169,17 @@ def test_label_noise_panels_one_trace_per_pretraining_noise():
     assert fig.data[0].y[0] > fig.data[0].y[-1] and all(fig.data[0].error_y.array > 0)
     with pytest.raises(NMLError, match="label_noise"):
         plots.label_noise_panels({"LP": df.drop(columns="label_noise")})
+
+
+def test_ablation_factor_names_each_variant_grid_of_chapter_11():
+    from nml.chapters import ABLATION_DEFAULT_LEVELS, ablation_factor
+    assert ablation_factor({"lam": 0.01}) is None                      # the paper's setting
+    assert ablation_factor({"mlp_layers": 3}) == ("depth (layers)", "3")
+    assert ablation_factor({"residual_mlp": True}) == ("form of Z", "Z = F + h(F)")
+    assert ablation_factor({"w_mse": 1.0, "w_cov": 0.04, "w_svd": 0.001})[1].startswith("authors'")
+    assert ablation_factor({"w_svd": 0.0, "w_cov": 1.0}) == ("loss terms", "no SVD")
+    params = ChapterParams.from_dict(scale="tiny")
+    grids = [g for g in chapter_grids("11_ablations", params, "tiny") if g.methods == ("nmtune",)
+             and not g.lambdas]
+    factors = {ablation_factor(g.tune_overrides) for g in grids} - {None}
+    assert factors and {f for f, _ in factors} <= set(ABLATION_DEFAULT_LEVELS)

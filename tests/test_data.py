@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from nml import data
+from nml.data import archives
 from nml.data import (CHANNEL_STATS, DATASETS, DOMAINS, TASKS, ImageData, augment, channel_stats,
                       load_images, load_task, to_float)
 from nml.errors import DataError
@@ -28,8 +29,8 @@ def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own decode cache and forgets what earlier tests verified or decoded."""
     monkeypatch.setenv("NML_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("NML_DATA", raising=False)
-    monkeypatch.setattr(data, "_VERIFIED", {})
-    monkeypatch.setattr(data, "_DECODED", {})
+    monkeypatch.setattr(archives, "_VERIFIED", {})
+    monkeypatch.setattr(archives, "_DECODED", {})
 
 
 # ------------------------------------------------------------------------------------ synthetic
@@ -49,7 +50,7 @@ def test_synthetic_shapes_and_determinism():
 
 
 def test_synthetic_id_classes_are_new():
-    world = data._world()
+    world = data.synthetic_world()
     key = lambda p: tuple(sorted(zip(p["shape"].tolist(), p["colour"].tolist())))  # noqa: E731
     upstream = {key(p) for p in world["synthetic_upstream"]}
     downstream = {key(p) for p in world["synthetic_id"]}
@@ -90,7 +91,7 @@ def _hue_histogram(images: torch.Tensor, bins: int = 12) -> np.ndarray:
 
 def test_synthetic_ood_domain_styles():
     """Each target domain differs from photo in the intended way and keeps the class colours."""
-    from nml.data import SYNTHETIC_VERSION, _world, make_synthetic, synthetic_version
+    from nml.data import SYNTHETIC_VERSION, make_synthetic, synthetic_version, synthetic_world
 
     assert synthetic_version() == f"synthetic-v{SYNTHETIC_VERSION}-seed0" and SYNTHETIC_VERSION >= 2
     dom = {d: make_synthetic("synthetic_ood", domain=d).images for d in DOMAINS["synthetic_ood"]}
@@ -127,7 +128,7 @@ def test_synthetic_ood_domain_styles():
     for d in ("art_painting", "cartoon"):
         sim = (class_means(dom[d]) @ photo.T).abs()
         assert (sim.argmax(1) == torch.arange(10)).sum() >= 6, d  # chance: 1
-    assert len(_world()["synthetic_ood"]) == 10
+    assert len(synthetic_world()["synthetic_ood"]) == 10
 
 
 def test_synthetic_linear_probe_on_pixels_is_hard_but_informative():
@@ -211,7 +212,7 @@ def write_tarball(root: Path, name: str, groups, classes, per_class=3, size=(32,
 def test_tarball_roundtrip_and_cache(tmp_path, monkeypatch):
     root = tmp_path / "data"
     write_tarball(root, "cifar10", ["train", "test"], ["cat", "airplane", "dog"], per_class=4)
-    monkeypatch.setattr(data._Decoder, "CHUNK", 5)  # several chunks through the process pool
+    monkeypatch.setattr(data.Decoder, "CHUNK", 5)  # several chunks through the process pool
     monkeypatch.setenv("NML_DECODE_WORKERS", "2")
     train = load_images("cifar10", "train", root=root)
     assert train.images.shape == (12, 3, 32, 32) and train.classes == ["airplane", "cat", "dog"]
@@ -222,12 +223,12 @@ def test_tarball_roundtrip_and_cache(tmp_path, monkeypatch):
     assert len(cached) == 1
 
     # A second process would find the cache: forget the in-memory copy and forbid decoding.
-    monkeypatch.setattr(data, "_DECODED", {})
-    decode = data._decode_tarball
-    monkeypatch.setattr(data, "_decode_tarball", lambda *a: pytest.fail("decoded twice"))
+    monkeypatch.setattr(archives, "_DECODED", {})
+    decode = archives._decode_tarball
+    monkeypatch.setattr(archives, "_decode_tarball", lambda *a: pytest.fail("decoded twice"))
     again = load_images("cifar10", "train", root=root)
     assert torch.equal(again.images, train.images)
-    monkeypatch.setattr(data, "_decode_tarball", decode)
+    monkeypatch.setattr(archives, "_decode_tarball", decode)
 
     monkeypatch.setenv("NML_DATA", str(root))
     small = load_images("cifar10", "train", image_size=16)  # root from $NML_DATA, new cache key

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from nml import data, practical
+from nml import data, practical, practical_text
 from nml.errors import ConfigError, DataError
 from nml.experiments import MissingResult
-from nml.practical import (PRACTICAL_MODELS, PracticalParams, TextConfig, WeightsUnavailable,
-                           load_practical_model, loading_code, resolves_offline, run_text_grid)
+from nml.practical import (PRACTICAL_MODELS, WeightsUnavailable, load_practical_model, loading_code,
+                           resolves_offline)
+from nml.practical_text import PracticalParams, TextConfig, run_text_grid
 from nml.results import INDEX_COLUMNS, ResultStore
 
 torch.set_num_threads(1)
@@ -27,8 +28,8 @@ torch.set_num_threads(1)
 def _fresh_data_state(monkeypatch):
     """Each test verifies and reads its own tarballs (no memory of earlier tests' files)."""
     monkeypatch.delenv("NML_DATA", raising=False)
-    monkeypatch.setattr(data, "_VERIFIED", {})
-    monkeypatch.setattr(data, "_TEXTS", {})
+    monkeypatch.setattr(data.archives, "_VERIFIED", {})
+    monkeypatch.setattr(data.text, "_TEXTS", {})
 
 
 # ------------------------------------------------------------------------------------- registry
@@ -192,21 +193,21 @@ def test_corrupt_or_malformed_text_tarballs_are_clear_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def encoder():
-    return practical.load_text_encoder("all-MiniLM-L6-v2", device="cpu")
+    return practical_text.load_text_encoder("all-MiniLM-L6-v2", device="cpu")
 
 
 def test_minilm_gives_unit_384d_embeddings_deterministically(encoder):
     texts = POSITIVE[:3] + NEGATIVE[:3]
-    first = practical.encode_texts(encoder, texts, batch_size=4, progress=False)
-    again = practical.encode_texts(encoder, texts, batch_size=4, progress=False)
+    first = practical_text.encode_texts(encoder, texts, batch_size=4, progress=False)
+    again = practical_text.encode_texts(encoder, texts, batch_size=4, progress=False)
     assert first.shape == (6, 384) and first.dtype == torch.float32
     assert torch.allclose(first.norm(dim=1), torch.ones(6), atol=1e-5)
     assert torch.equal(first, again)
-    alone = practical.encode_texts(encoder, texts[:1], progress=False)
+    alone = practical_text.encode_texts(encoder, texts[:1], progress=False)
     assert torch.allclose(alone[0], first[0], atol=1e-5)  # order / batch mates do not matter
-    assert encoder.max_seq_length == practical.TEXT_ENCODERS["all-MiniLM-L6-v2"].max_seq_length
+    assert encoder.max_seq_length == practical_text.TEXT_ENCODERS["all-MiniLM-L6-v2"].max_seq_length
     # a real sentence encoder: a paraphrase lies closer than an unrelated sentence
-    a, b, c = practical.encode_texts(encoder, ["the movie was great", "the film was excellent",
+    a, b, c = practical_text.encode_texts(encoder, ["the movie was great", "the film was excellent",
                                                "stock markets fell sharply today"], progress=False)
     assert float(a @ b) > float(a @ c) + 0.2
 
@@ -217,7 +218,7 @@ def test_text_grid_stores_practical_units_and_replays_them(tmp_path, monkeypatch
     root = tmp_path / "data"
     write_sst2(root)
     write_imdb(root)
-    monkeypatch.setattr(practical, "load_text_encoder", lambda *a, **k: encoder)
+    monkeypatch.setattr(practical_text, "load_text_encoder", lambda *a, **k: encoder)
     store = ResultStore(tmp_path / "results")
     cfg = TextConfig(scale="tiny", epochs=2, seeds=(0, 1), ood_test_limit=10, train_limit=40)
     result = run_text_grid(cfg, store=store, root=root, device="cpu", progress=False)
@@ -240,7 +241,7 @@ def test_text_grid_stores_practical_units_and_replays_them(tmp_path, monkeypatch
     assert (index["experiment"] == "practical").sum() == len(rows)
 
     # Replay: nothing is encoded, loaded or tuned again, and the rows are the same.
-    monkeypatch.setattr(practical, "load_text_encoder", lambda *a, **k: pytest.fail("encoded"))
+    monkeypatch.setattr(practical_text, "load_text_encoder", lambda *a, **k: pytest.fail("encoded"))
     monkeypatch.setattr("nml.tune.tune_on_features", lambda *a, **k: pytest.fail("tuned"))
     again = run_text_grid(cfg, store=store, root=root, progress=False, replay_only=True)
     assert again.rows.sort_values(["method", "seed", "test_set", "metric"]).reset_index(
@@ -249,7 +250,7 @@ def test_text_grid_stores_practical_units_and_replays_them(tmp_path, monkeypatch
     with pytest.raises(MissingResult, match="not stored"):
         run_text_grid(cfg.replace(seeds=(0, 1, 2)), store=store, root=root, progress=False,
                       replay_only=True)
-    gap = practical.method_gap(rows, metric="accuracy", test_set="imdb", method="nmtune",
+    gap = practical_text.method_gap(rows, metric="accuracy", test_set="imdb", method="nmtune",
                                baseline="lp")
     assert gap["n"] == 2 and gap["n_baseline"] == 2
 

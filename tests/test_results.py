@@ -61,6 +61,38 @@ def test_index_has_required_columns_and_all_rows(tmp_path):
     assert set(index["experiment"]) == {"linear_probe", "nmtune"}
 
 
+def test_index_carries_each_units_noise_type_and_ablation_variant(tmp_path):
+    """index.csv alone tells asymmetric-noise models and ablation arms apart (the scorecard
+    reads no unit JSON); an index written before these columns existed is rebuilt on read."""
+    from nml.pretrain import PretrainConfig
+    from nml.tune import TuneConfig
+    store = ResultStore(tmp_path)
+    asym = PretrainConfig(noise=0.1, noise_type="asymmetric", noise_classes=(1, 2)).to_dict()
+    old = {k: v for k, v in PretrainConfig().to_dict().items() if k != "noise_type"}
+    store.put("pretrain", asym, UnitOutput([_row(1.0)]))
+    store.put("pretrain", old, UnitOutput([_row(2.0)]))
+    paper = {"pretrain": PretrainConfig().to_dict(), "tune": TuneConfig(method="nmtune").to_dict()}
+    knob = {**paper, "tune": {**paper["tune"], "w_svd": 0.0, "mlp_layers": 3}}
+    store.put("ablation", paper, UnitOutput([_row(3.0)]))
+    store.put("ablation", knob, UnitOutput([_row(4.0)]))
+    store.put("linear_probe", {"task": "synthetic_id"}, UnitOutput([_row(5.0)]))
+    index = pd.read_csv(tmp_path / "index.csv").set_index("value")
+    assert index.loc[1.0, "noise_type"] == "asymmetric"
+    assert index.loc[2.0, "noise_type"] == index.loc[3.0, "noise_type"] == "symmetric"
+    assert pd.isna(index.loc[5.0, "noise_type"])             # no pre-trained model of nml
+    assert pd.isna(index.loc[3.0, "variant"])                # the paper's setting: ''
+    assert index.loc[4.0, "variant"] == "mlp_layers=3,w_svd=0"
+    assert index[["variant"]].drop([3.0, 4.0])["variant"].isna().all()
+    assert store.check() == []
+    # An index from before the derived columns: read as stale and rebuilt, values intact.
+    stale = pd.read_csv(tmp_path / "index.csv").drop(columns=["noise_type", "variant"])
+    (tmp_path / "index.csv").write_text(stale.to_csv(index=False))
+    assert any("lacks column" in p for p in store.check())
+    again = store.index()
+    assert {"noise_type", "variant"} <= set(again.columns) and len(again) == 5
+    assert store.check() == []
+
+
 def test_row_without_index_columns_is_rejected(tmp_path):
     with pytest.raises(NMLError, match="lacks index column"):
         ResultStore(tmp_path).put("x", {"a": 1}, UnitOutput([{"metric": "accuracy", "value": 1}]))

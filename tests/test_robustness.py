@@ -276,7 +276,8 @@ def test_unwritable_store_is_one_line(capsys, tmp_path, monkeypatch):
     # As root (CI) chmod does not stop a write, so the refusal is simulated where it happens.
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(tmp_path / "ro"))
-    monkeypatch.setattr(results_mod.tempfile, "mkstemp", refuse)
+    import nml.storage as storage_mod   # where results write their files
+    monkeypatch.setattr(storage_mod.tempfile, "mkstemp", refuse)
     store = ResultStore(tmp_path / "ro")
     with pytest.raises(NMLError, match="cannot write .*permission denied.*NML_RESULTS"):
         store.put("x", {"a": 1}, UnitOutput([_row(1.0)]))
@@ -304,7 +305,7 @@ def _with_func(parser, func):
 
 
 def test_unreadable_data_and_cache_folders(tmp_path, monkeypatch):
-    import nml.data as data
+    import nml.data.core as data
     (tmp_path / "data").mkdir()
     real_access = data.os.access
     monkeypatch.setattr(data.os, "access", lambda p, mode: False if "data" in str(p) or

@@ -63,6 +63,8 @@ def run(device: str | None = None, backbone: str = "resnet18_cifar", steps: int 
 
     Used by chapter 10_runtime.
     """
+    # long: three timed loops (nml's step in float32 and bf16, a plain PyTorch loop) share one
+    # setup; apart they would hide what is compared
     import torchvision.transforms as T
     import torchvision.transforms.functional as TF
     from torch.utils.data import DataLoader, Dataset
