@@ -242,56 +242,11 @@ for t in sorted(acc["task"].unique()):
 display(Markdown("\n".join(lines)))
 
 # %% tags=["remove-input"]
-def verdict(sig_pos, sig_neg):
-    if sig_pos:
-        return "shows"
-    if sig_neg:
-        return "is contradicted"
-    return "does not show (every difference is within the seed spread)"
+from nml.scorecard import verdict_block
 
-
-claims = []
+# The claims are judged by the scorecard's rule (paired intervals over seeds), not from means.
+claims = [verdict_block(("A1", "A2", "A3a", "A3b", "A4", "A5"), result.scale)]
 id_tasks = [t for t in acc["task"].unique() if ASYMMETRIC_TASK_ROLES.get(t, "").startswith("ID")]
-ood_tasks = [t for t in acc["task"].unique() if ASYMMETRIC_TASK_ROLES.get(t, "").startswith("OOD")]
-for t in id_tasks:
-    lp = effects[(effects["method"] == "lp") & (effects["task"] == t)]
-    pos = lp[lp["lo"] > 0]
-    neg = lp[lp["hi"] < 0]
-    best = lp.loc[lp["diff"].idxmax()]
-    claims.append(
-        f"- *Slight asymmetric noise helps LP on ID tasks* ({t}, "
-        f"{ASYMMETRIC_TASK_ROLES.get(t)}): the best noisy model is the "
-        f"{best['noise'] * 100:g}% one at {plots.format_effect(best)}; the claim "
-        f"{verdict(len(pos) > 0, len(neg) > 0 and len(pos) == 0)} at this scale"
-        + (f" (significant gains at {', '.join(f'{v * 100:g}%' for v in pos['noise'])})"
-           if len(pos) else "")
-        + (f" (significant losses at {', '.join(f'{v * 100:g}%' for v in neg['noise'])})"
-           if len(neg) else "") + ".")
-for t in ood_tasks:
-    lp = effects[(effects["method"] == "lp") & (effects["task"] == t)]
-    hurt = (lp["diff"] < 0).all()
-    sig = lp[lp["hi"] < 0]
-    claims.append(
-        f"- *Asymmetric noise consistently hurts OOD* ({plots.task_label(t)}): LP's noisy-minus-"
-        f"clean differences are {', '.join(f'{d:+.2f}' for d in lp['diff'])} points; "
-        + ("all negative" if hurt else "not all negative")
-        + (f", significantly so at {', '.join(f'{v * 100:g}%' for v in sig['noise'])}"
-           if len(sig) else ", none beyond the seed spread")
-        + f": the claim {'shows' if hurt and len(sig) else 'does not show clearly'} at this scale.")
-for t in sorted(acc["task"].unique()):
-    s = summary[summary["task"] == t].pivot(index="noise", columns="method", values="mean")
-    if {"lp", "nmtune"} <= set(s.columns):
-        better = int((s["nmtune"] > s["lp"]).sum())
-        spread = (s.max() - s.min()).round(2)
-        helps = ("shows" if better == len(s) else "shows in part" if better > len(s) / 2
-                 else "does not show")
-        claims.append(
-            f"- *NMTune helps and narrows the clean-noisy gap* ({plots.task_label(t)}): NMTune "
-            f"beats LP at {better} of {len(s)} noise levels (mean gain "
-            f"{(s['nmtune'] - s['lp']).mean():+.2f} points), so the 'helps' part {helps} at "
-            f"this scale; the spread of the means over noise levels is {spread['nmtune']:.2f} "
-            f"points with NMTune against {spread['lp']:.2f} with LP "
-            f"({'narrower' if spread['nmtune'] < spread['lp'] else 'not narrower'}).")
 if not [t for t in id_tasks if "unrelated" in ASYMMETRIC_TASK_ROLES.get(t, "")]:
     claims.append("- *Related versus unrelated tasks*: this scale has no unrelated task, so the "
                   "paper's finding that the beneficial noise ratio is lower on related tasks "
@@ -302,7 +257,7 @@ if result.scale == "tiny" and len(whole):
                   f"classes, so the noisy models saw only {whole.min():.2%} to {whole.max():.2%} "
                   f"of all their training labels flipped (Table 8.2): a far weaker perturbation "
                   f"than the symmetric noise of the other chapters, of the size of the "
-                  f"differences between pre-training seeds. Read a 'does not show' here as "
+                  f"differences between pre-training seeds. Read an 'inconclusive' or 'not reproduced' verdict here as "
                   f"'too small to see at this scale', not as a refutation.")
 if n_pre == 1:
     claims.append("\nWith one pre-training seed per noise level, every interval above covers "

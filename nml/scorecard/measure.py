@@ -225,7 +225,7 @@ def claim_sentences(claim_ids, scale: str, index: pd.DataFrame | None = None, *,
 
 def verdict_block(claim_ids, scale: str, index: pd.DataFrame | None = None) -> str:
     """A chapter's verdict section: :func:`claim_sentences` under a line saying where the rule
-    comes from. Used by chapters 01, 02, 03 and 06."""
+    comes from. Used by chapters 01, 02, 03, 06, 07, 08 and 09."""
     return ("The verdicts below are computed by `nml.scorecard` with the same fixed rule and the "
             "same rows as the [reproduction scorecard](../book/scorecard.md) (a chapter and the "
             "scorecard cannot disagree):\n\n" + claim_sentences(claim_ids, scale, index))
