@@ -679,3 +679,29 @@ def test_spectral_claims_are_scored_under_both_preprocessings():
     missing = sc.score(_index(paper), _by_id("C5A"), "tiny")
     assert missing.verdict == "not run" and missing.headline is None
     assert "not stored" in _by_id("C5A").note
+
+
+def test_stored_models_line_counts_the_scales_models():
+    """A scale stored in part says how many of its pre-trained models exist; a complete or
+    unknown scale says nothing; asymmetric-noise models and other scales do not count."""
+    import pandas as pd
+
+    from nml.experiments import get_scale
+    from nml.scorecard.render import stored_models_line
+
+    spec = get_scale("cpu_seeds")
+    models = [(b, n, s) for b in spec.backbones for n in spec.noise_levels
+              for s in spec.pretrain_seeds]
+
+    def index(chosen, **extra):
+        return pd.DataFrame([{"experiment": "pretrain", "scale": "cpu_seeds", "backbone": b,
+                              "noise": n, "pretrain_seed": s, "metric": "accuracy",
+                              "value": 50.0, "noise_type": "symmetric", **extra}
+                             for b, n, s in chosen])
+
+    two = index(models[:2])
+    extra = pd.concat([two, index(models[2:5], noise_type="asymmetric"),
+                       index(models[5:7], scale="cpu")])
+    assert "Stored so far: 2 of the 15 pre-trained models" in stored_models_line(extra, "cpu_seeds")
+    assert stored_models_line(index(models), "cpu_seeds") == ""
+    assert stored_models_line(two, "no_such_scale") == ""

@@ -70,7 +70,7 @@ def render_markdown(index: pd.DataFrame, scales=None, *, source: str = "results/
         lines += ["## Results", "", "The result index holds no results yet: every claim below "
                   "is **not run**.", ""]
     for scale in shown:
-        lines += _scale_lines(scale, scored[scale])
+        lines += _scale_lines(scale, scored[scale], stored_models_line(index, scale))
     absent = [s for s in (asked or []) if s not in shown and s not in other]
     if other:
         lines += ["## Other scales in the index", ""]
@@ -131,11 +131,35 @@ def _intro_lines(index: pd.DataFrame, source: str) -> list[str]:
     ]
 
 
-def _scale_lines(scale: str, rows: list) -> list[str]:
+def stored_models_line(index: pd.DataFrame, scale: str) -> str:
+    """A sentence when ``scale``'s grid is stored in part: how many of its pre-trained models
+    (backbone x noise level x pre-training seed, symmetric noise) the index holds. Empty for a
+    scale stored in full or unknown to :data:`nml.experiments.SCALES`."""
+    from ..experiments import SCALES
+    spec = SCALES.get(scale)
+    if spec is None:
+        return ""
+    expected = {(b, float(n), int(s)) for b in spec.backbones for n in spec.noise_levels
+                for s in spec.pretrain_seeds}
+    pre = index[(index["experiment"] == "pretrain") & (index["scale"] == scale)
+                & (index["metric"] == "accuracy")]
+    if "noise_type" in pre.columns:
+        pre = pre[pre["noise_type"].fillna("symmetric") == "symmetric"]
+    stored = {(b, float(n), int(s)) for b, n, s in
+              zip(pre["backbone"], pre["noise"], pre["pretrain_seed"])} & expected
+    if len(stored) >= len(expected):
+        return ""
+    return (f"**Stored so far: {len(stored)} of the {len(expected)} pre-trained models of this "
+            f"scale.** Its grid runs one model at a time (`python -m nml grid --by-model`); "
+            f"the rows below score what is stored, and a claim that needs a missing model "
+            f"reads \"not run\".")
+
+
+def _scale_lines(scale: str, rows: list, progress: str = "") -> list[str]:
     """One scale's section: its verdict table, then one detail line per claim."""
     label = SCALE_LABELS.get(scale, f"scale {scale}")
     counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
-    lines = [f"## {label[0].upper() + label[1:]}", "",
+    lines = [f"## {label[0].upper() + label[1:]}", "", *([progress, ""] if progress else []),
              "Verdicts: " + ", ".join(f"{counts[v]} {v}" for v in VERDICTS) + ".", "",
              "| Claim | Effect measured | Claimed | Our effect, 95 % interval (n) "
              "| Verdict |",
