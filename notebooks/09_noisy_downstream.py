@@ -130,6 +130,7 @@ for t in tasks:
               f"{plots.task_label(t)}",
         caption=plots.scale_caption(pipe.scale, part, extra=f"NMTune λ = {params.lam:g} · "
                                     "clean test labels"))
+    fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
     plots.show(fig)
 
 # %% [markdown]

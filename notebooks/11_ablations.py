@@ -175,6 +175,7 @@ fig = plots.factor_panels(
     references=ref_summary,
     title="Figure 11.1: NMTune accuracy vs the MLP h (one factor at a time)",
     caption=caption)
+fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
 plots.show(fig)
 
 
@@ -216,6 +217,7 @@ fig = plots.factor_panels(
     summary, levels={k: LEVELS[k] for k in ("loss terms", "λ")}, references=ref_summary,
     title="Figure 11.2: NMTune accuracy vs its loss terms and their weight λ",
     caption=caption)
+fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
 plots.show(fig)
 
 # %% tags=["remove-input"]
@@ -273,6 +275,7 @@ fig = plots.factor_panels(
     summary, levels={"top-K of L_SVD": LEVELS["top-K of L_SVD"]}, references=ref_summary,
     title="Figure 11.3: NMTune accuracy vs K, the number of singular values in L_SVD",
     caption=caption)
+fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
 plots.show(fig)
 
 lsvr = []
@@ -324,6 +327,7 @@ fig = plots.factor_panels(
     summary, levels={"SVD term": LEVELS["SVD term"]}, references=ref_summary,
     title="Figure 11.4: NMTune accuracy with the fast and the exact SVD term",
     caption=caption)
+fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
 plots.show(fig)
 
 svd = paired[(paired["factor"] == "SVD term") & (paired["level"] == "exact")].copy()
