@@ -54,12 +54,15 @@ _DRAW_JS = """
     var legendRows = Math.ceil(legendItems / (width < 420 ? 1 : 2));
     var n = cells.length, stack = Object.keys(cols).length > 1;
     var panel = 250, gap = 80, slider = (L.sliders && L.sliders.length) ? 110 : 0;
-    var top = 30, bottom = 60 + slider + 22 * legendRows;
+    // A legend title beside horizontal items squeezes them on a phone: it goes on its own row.
+    var legendTitle = L.legend && L.legend.title && L.legend.title.text;
+    var top = 30, bottom = 60 + slider + 22 * (legendRows + (legendTitle ? 1 : 0));
     var plotH = stack ? n * panel + (n - 1) * gap : Math.max(260, (L.height || 450) - 120);
     L.height = top + plotH + bottom;
     L.margin = {l: 55, r: 12, t: top, b: bottom};
     L.legend = Object.assign({}, L.legend || {}, {orientation: "h", x: 0, xanchor: "left",
       y: -(60 + slider) / plotH, yanchor: "top", font: {size: 11}});
+    if (legendTitle) { L.legend.title = Object.assign({}, L.legend.title, {side: "top"}); }
     if (slider) {
       L.sliders = L.sliders.map(function (s) {
         return Object.assign({}, s, {x: 0, len: 1, y: -55 / plotH, yanchor: "top",
