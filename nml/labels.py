@@ -203,6 +203,8 @@ BACKBONE_LABELS = {
     "resnet_micro": "micro ResNet", "vit_small_cifar": "ViT-S", "vit_narrow_cifar": "ViT ¼ width",
     "vit_micro": "micro ViT", "clip_vit_micro": "micro CLIP ViT",
     "clip_vit_narrow": "CLIP ViT ¼ width", "clip_vit_small": "CLIP ViT-S",
+    # chapter 07's released models
+    "all-MiniLM-L6-v2": "MiniLM-L6", "efficientnet_lite0": "EfficientNet-Lite0",
 }
 
 #: Readable tuning-method names for legends, axes and tables (:func:`human_label`).
@@ -219,6 +221,7 @@ TASK_LABELS = {
     "synthetic_upstream": "synthetic upstream set",
     "synthetic_ood_photo": "synthetic photo → other domains",
     "synthetic_ood_sketch": "synthetic sketch → other domains",
+    "sst2": "SST-2 (→ IMDB)",
 }
 
 

@@ -201,26 +201,39 @@ def claim_sentences(claim_ids, scale: str, index: pd.DataFrame | None = None, *,
     for cid in claim_ids:
         r = score(index, cid, scale)
         c, m = r.measurement.claim, r.measurement
+        # The verdict first, then why, then the numbers behind it.
+        text = f"- **{c.id}** {c.title}: **{r.verdict}**, {r.reason}."
         if r.headline is None:
-            effect = f"not measured here ({m.missing})"
+            if m.missing and m.missing not in r.reason:
+                text += f" Not measured here ({m.missing})."
         else:
-            effect = f"{c.effect}: {r.headline.format(c.digits)}"
-        text = (f"- **{c.id}** {c.title} (paper: {c.source}). {effect}; replicate = "
-                f"{m.replicate}. **{r.verdict}**: {r.reason}.")
-        if len(r.cells) > 1 or m.excluded:
+            effect = c.effect[0].upper() + c.effect[1:]
+            replicate = "" if m.replicate in r.reason else f"; replicate = {m.replicate}"
+            text += f" {effect}: {r.headline.format(c.digits)}{replicate}."
+        names = list(r.cells) + list(m.excluded)
+        with_model = len({n.split(" / ", 1)[0] for n in names}) > 1
+        if len(r.cells) > 1:
             text += " Per task: " + "; ".join(
-                f"{name.split(' / ', 1)[1]} {iv.format(c.digits)}"
-                for name, iv in r.cells.items())
-            if m.excluded:
-                text += "; left out: " + "; ".join(
-                    f"{name.split(' / ', 1)[1]} ({why})" for name, why in m.excluded.items())
-            text += "."
+                f"{readable_cell(name, with_model)} {iv.format(c.digits)}"
+                for name, iv in r.cells.items()) + "."
+        left = {name: why for name, why in m.excluded.items() if why not in r.reason}
+        if left:
+            text += " Left out: " + "; ".join(
+                f"{readable_cell(name, with_model)} ({why})" for name, why in left.items()) + "."
         if c.control is not None:
             text += (f" Control, {c.control[0]}: " + (r.control.format(c.digits)
                      if r.control is not None else "not stored at this scale") + control_note(r))
-        lines.append(text + f" <a href=\"{link}#{claim_anchor(c.id, scale)}\">Scorecard "
-                     f"row</a>.")
+        lines.append(text + f" (Paper: {c.source}.) <a href=\"{link}#"
+                     f"{claim_anchor(c.id, scale)}\">Scorecard row</a>.")
     return "\n".join(lines)
+
+
+def readable_cell(name: str, with_model: bool = True) -> str:
+    """A cell name (``"backbone / task[ / more]"``) in the reader's words ("ResNet-18 ¼ width /
+    CIFAR-10"); without ``with_model`` the backbone is left out (every cell shares it)."""
+    from ..labels import human_label
+    parts = [human_label(p) for p in name.split(" / ")]
+    return " / ".join(parts if with_model else parts[1:] or parts)
 
 
 def verdict_block(claim_ids, scale: str, index: pd.DataFrame | None = None) -> str:
