@@ -38,6 +38,7 @@ __all__ = [
     "resolves_offline", "loading_code", "registry_table", "hub_reachable",
     "load_practical_model", "EXPERIMENT",
     "subset_indices", "resolve_device", "store_or_replay", "frozen_spectrum_unit", "tuned_unit",
+    "check_methods_and_seeds",
 ]
 
 #: The result-store experiment of this chapter's units.
@@ -338,6 +339,18 @@ def load_practical_model(entry: PracticalModel | str, *, device: str = "cpu",
             f"copy a Hugging Face cache that holds them to this machine and set "
             f"HF_HUB_OFFLINE=1") from None
     return LoadedModel(e, model.eval().to(device), preprocess)
+
+
+def check_methods_and_seeds(methods: tuple, seeds: tuple) -> None:
+    """One-line errors for a grid's ``methods`` (distinct black-box methods) and ``seeds``
+    (distinct, >= 0). Used by chapter 07's text and vision grids (their configs' validate)."""
+    from .vocab import BLACKBOX_METHODS
+    bad = [m for m in methods if m not in BLACKBOX_METHODS]
+    if not methods or bad or len(set(methods)) != len(methods):
+        raise ConfigError(f"config key 'methods' = {methods!r}: give distinct "
+                          f"black-box methods from {BLACKBOX_METHODS}")
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ConfigError(f"config key 'seeds' = {seeds!r}: give distinct seeds >= 0")
 
 
 def subset_indices(n: int, limit: int | None, seed: int) -> torch.Tensor | None:

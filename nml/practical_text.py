@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from .config import Config, check_range
 from .errors import ConfigError, DataError
-from .practical import (WeightsUnavailable, frozen_spectrum_unit, resolve_device, store_or_replay,
-                        subset_indices, tuned_unit)
+from .practical import (WeightsUnavailable, check_methods_and_seeds, frozen_spectrum_unit,
+                        resolve_device, store_or_replay, subset_indices, tuned_unit)
 from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA
 
 __all__ = [
@@ -178,7 +178,6 @@ class TextConfig(Config):
     lam: float = PAPER_LAMBDA          # NMTune weight lambda (paper: 0.01)
 
     def validate(self) -> None:
-        from .tune import BLACKBOX_METHODS
         if self.scale not in _TEXT_SCALE_LABELS:
             raise ConfigError(f"text scale {self.scale!r} is unknown; use one of "
                               f"{tuple(_TEXT_SCALE_LABELS)}")
@@ -194,12 +193,7 @@ class TextConfig(Config):
         check_range("encode_batch_size", self.encode_batch_size, 1, None)
         check_range("epochs", self.epochs, 1, None)
         check_range("lam", self.lam, 0.0, None)
-        bad = [m for m in self.methods if m not in BLACKBOX_METHODS]
-        if not self.methods or bad or len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"config key 'methods' = {self.methods!r}: give distinct "
-                              f"black-box methods from {BLACKBOX_METHODS}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ConfigError(f"config key 'seeds' = {self.seeds!r}: give distinct seeds >= 0")
+        check_methods_and_seeds(self.methods, self.seeds)
 
     @property
     def spec(self) -> TextEncoderSpec:

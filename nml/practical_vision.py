@@ -270,7 +270,6 @@ class VisionConfig(Config):
     lam: float = PAPER_LAMBDA              # NMTune weight lambda (paper: 0.01)
 
     def validate(self) -> None:
-        from .tune import BLACKBOX_METHODS
         if self.scale not in ("tiny", "cpu", "full"):
             raise ConfigError(f"vision scale {self.scale!r} is unknown; use tiny, cpu or full")
         _spec(self.model)
@@ -284,12 +283,8 @@ class VisionConfig(Config):
         check_range("subset_seed", self.subset_seed, 0, None)
         check_range("split_seed", self.split_seed, 0, None)
         check_range("lam", self.lam, 0.0, None)
-        bad = [m for m in self.methods if m not in BLACKBOX_METHODS]
-        if not self.methods or bad or len(set(self.methods)) != len(self.methods):
-            raise ConfigError(f"config key 'methods' = {self.methods!r}: give distinct "
-                              f"black-box methods from {BLACKBOX_METHODS}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ConfigError(f"config key 'seeds' = {self.seeds!r}: give distinct seeds >= 0")
+        from .practical import check_methods_and_seeds
+        check_methods_and_seeds(self.methods, self.seeds)
 
     @property
     def spec(self) -> VisionModelSpec:
