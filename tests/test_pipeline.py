@@ -239,8 +239,8 @@ def test_auto_scale_says_when_a_better_scale_is_stored_in_part(tiny_store, tmp_p
                            backbone=get_scale("tiny").backbones[0])
     pipe, results = run_chapter("03_feature_spectrum", params, store=store, progress=False)
     assert pipe.scale.name == "tiny"
-    assert "`cpu_seeds` scale is not complete yet (1 of 15 pre-trained models stored)" \
-        in results[0].description
+    assert ("CPU. Note: the `cpu_seeds` scale is not complete yet (1 of 15 pre-trained models "
+            "stored)") in results[0].description
     # with nothing of a better scale stored, the description is the scale's own
     _, plain = run_chapter("03_feature_spectrum", params, store=tiny_store, progress=False)
     assert plain[0].description == get_scale("tiny").description
