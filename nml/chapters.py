@@ -444,7 +444,8 @@ def run_chapter(chapter: str, params: ChapterParams, *, store: ResultStore | Non
             continue
         if in_progress:
             # The reader learns that a better scale exists in part (the scorecard shows it).
-            note = "Note: " + "; ".join(in_progress) + "."
+            # no final period: the chapters end the scale line themselves
+            note = "Note: " + "; ".join(in_progress)
             results = [dataclasses.replace(r, description=r.description.rstrip(". ") + ". " + note)
                        for r in results]
         return pipe, results
