@@ -702,6 +702,9 @@ def test_stored_models_line_counts_the_scales_models():
     two = index(models[:2])
     extra = pd.concat([two, index(models[2:5], noise_type="asymmetric"),
                        index(models[5:7], scale="cpu")])
-    assert "Stored so far: 2 of the 15 pre-trained models" in stored_models_line(extra, "cpu_seeds")
+    line = stored_models_line(extra, "cpu_seeds")
+    assert "Stored so far: 2 of the 15 pre-trained models" in line
+    # models[:2] are noise 0 at seeds 0 and 1: no heavier level stored yet
+    assert "compares 0 % with the heaviest stored level (0 %)" in line
     assert stored_models_line(index(models), "cpu_seeds") == ""
     assert stored_models_line(two, "no_such_scale") == ""

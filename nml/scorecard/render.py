@@ -149,10 +149,16 @@ def stored_models_line(index: pd.DataFrame, scale: str) -> str:
               zip(pre["backbone"], pre["noise"], pre["pretrain_seed"])} & expected
     if len(stored) >= len(expected):
         return ""
+    top = max((n for _, n, _ in stored), default=None)
+    levels = sorted({n for _, n, _ in stored})
+    heaviest = (f" Stored noise levels: {', '.join(f'{n * 100:g} %' for n in levels)}; a claim "
+                f"worded \"0 % minus 30 %\" compares 0 % with the heaviest stored level "
+                f"({top * 100:g} %) until 30 % is stored." if top is not None and top < max(
+                    spec.noise_levels) else "")
     return (f"**Stored so far: {len(stored)} of the {len(expected)} pre-trained models of this "
             f"scale.** Its grid runs one model at a time (`python -m nml grid --by-model`); "
             f"the rows below score what is stored, and a claim that needs a missing model "
-            f"reads \"not run\".")
+            f"reads \"not run\".{heaviest}")
 
 
 def _scale_lines(scale: str, rows: list, progress: str = "") -> list[str]:
