@@ -241,7 +241,9 @@ def test_lambda_slider_redraws_the_figure_from_the_store(lab, offline_driver):
     for key, value in shown.items():
         assert value == pytest.approx(stored[key], abs=1e-9), key
     # The new units are ordinary stored units: JSON (config, rows, provenance) + spectra.
-    units = [json.loads(p.read_text()) for p in (results / "nmtune").glob("*.json")]
+    # decode_record: units are stored in the compact format (rows as columns + constants)
+    from nml.results import decode_record
+    units = [decode_record(p.read_bytes()) for p in (results / "nmtune").glob("*.json")]
     new = [u for u in units if u["config"].get("tune", {}).get("lam") == lam_after
            and u["rows"] and u["rows"][0]["scale"] == "tiny"]
     assert len(new) == len(stored), "one stored unit per (task, noise level)"
