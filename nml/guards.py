@@ -19,7 +19,8 @@ import torch
 
 from .errors import ConfigError, DataError, DivergedError
 
-__all__ = ["check_loss", "check_parameters", "check_features", "peak_lr", "torch_device"]
+__all__ = ["check_loss", "check_parameters", "check_features", "peak_lr", "torch_device",
+           "check_device_param", "pick_device"]
 
 
 def check_loss(value: float, *, what: str, epoch: int, lr: float, step: int | None = None) -> None:
@@ -59,6 +60,13 @@ def peak_lr(optimizer) -> float:
     """The schedule's peak learning rate (the one a user sets), not the current step's."""
     group = optimizer.param_groups[0]
     return float(group.get("initial_lr", group["lr"]))
+
+
+def check_device_param(device: str | None, name: str = "device") -> None:
+    """One-line error for a ``device`` parameter that is not None, "cpu" or "cuda[:N]".
+    Used by chapter 07's parameters and chapter 10's benchmark config."""
+    if device is not None and device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"parameter {name!r} = {device!r} is unknown; use 'cpu', 'cuda' or None")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:

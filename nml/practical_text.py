@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .config import Config, check_range
 from .errors import ConfigError, DataError
+from .guards import check_device_param
 from .practical import (WeightsUnavailable, check_methods_and_seeds, frozen_spectrum_unit,
                         resolve_device, store_or_replay, subset_indices, tuned_unit)
 from .vocab import BLACKBOX_METHODS, PAPER_LAMBDA
@@ -389,10 +390,7 @@ class PracticalParams(Config):
         if self.image_scale != "auto" and self.image_scale not in SCALES:
             raise ConfigError(f"parameter 'image_scale' = {self.image_scale!r} is unknown; use "
                               f"'auto' or one of {tuple(SCALES)}")
-        if self.device is not None and self.device != "cpu" and \
-                not self.device.startswith("cuda"):
-            raise ConfigError(f"parameter 'device' = {self.device!r} is unknown; use 'cpu', "
-                              f"'cuda' or None")
+        check_device_param(self.device)
 
     def text_config(self) -> TextConfig:
         """The :class:`TextConfig` these parameters ask for (scale ``full`` without the IMDB cap)."""

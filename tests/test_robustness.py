@@ -386,3 +386,17 @@ def test_noisy_downstream_units_store_their_realised_noise_rate(tmp_path):
     assert json.loads((store.root / "noisy_downstream" / f"{old.key}.json").read_text())[
         "info"]["migrations"][0]["added"] == "row train_noise_rate"
     assert store.check() == []
+
+
+def test_device_parameters_share_one_check():
+    """Chapter 07's parameters and the benchmark config reject an unknown device in one line."""
+    from nml.benchmarks.store import RuntimeParams
+    from nml.guards import check_device_param
+    from nml.practical_text import PracticalParams
+
+    for make in (lambda: PracticalParams.from_dict(device="tpu"),
+                 lambda: RuntimeParams.from_dict(device="tpu")):
+        with pytest.raises(ConfigError, match="parameter 'device' = 'tpu' is unknown; use 'cpu'"):
+            make()
+    for ok in (None, "cpu", "cuda", "cuda:1"):
+        check_device_param(ok)

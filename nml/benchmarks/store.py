@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..config import Config, check_range
 from ..errors import ConfigError
+from ..guards import check_device_param
 from ..results import ResultStore, Unit, UnitOutput
 
 __all__ = ["BENCHMARKS", "EXPERIMENT", "SETTINGS", "RuntimeParams", "run_benchmark",
@@ -59,10 +60,7 @@ class RuntimeParams(Config):
         if self.device_kind not in ("cpu", "gpu", "all"):
             raise ConfigError(f"parameter 'device_kind' = {self.device_kind!r} is unknown; use "
                               f"'cpu', 'gpu' or 'all'")
-        if self.device is not None and self.device != "cpu" and \
-                not self.device.startswith("cuda"):
-            raise ConfigError(f"parameter 'device' = {self.device!r} is unknown; use 'cpu', "
-                              f"'cuda' or None")
+        check_device_param(self.device)
         check_range("steps", self.steps, 4, None)
         check_range("load_warning", self.load_warning, 0.0, None, lo_inclusive=False)
 
