@@ -381,7 +381,8 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
     return GridResult(rows, spectra, scale.name, scale.description)
 
 
-def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams):
+def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams, *,
+                shard: tuple[int, int] = (0, 1)):
     """The grids of ``chapters`` at ``pipe``'s scale, regrouped one pre-trained model at a time.
 
     Yields ``(model, grids)`` with ``model = (backbone, noise, pretrain_seed)`` in seed-major
@@ -389,7 +390,10 @@ def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams
     chapters that this model's features feed; the lambda sweeps follow in a second pass. Running them in this order finishes each model's
     downstream units while its checkpoint and cached features are at hand, and completes whole
     replicates early, so a long CPU grid stopped half-way has full noise trends to show.
-    Used by ``python -m nml grid --by-model`` (the CPU grids behind chapters 01-03 and 06).
+    ``shard=(k, n)`` keeps every n-th model from the k-th on, so n processes (one CPU core or
+    one GPU each) split the grid without overlap; together the n shards yield every model once.
+    Used by ``python -m nml grid --by-model [--shard k/n]`` (the CPU grids behind chapters
+    01-03 and 06).
     """
 
     scale = pipe.scale
@@ -402,6 +406,11 @@ def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams
                     if (backbone, noise, seed) not in models:
                         models.append((backbone, noise, seed))
     models.sort(key=lambda m: (m[2], m[0], m[1]))
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise ConfigError(f"shard {index}/{count} does not exist; use k/n with 0 <= k < n, "
+                          f"e.g. --shard 0/2 and --shard 1/2 for two processes")
+    models = models[index::count]
     # Sweeps (one unit per lambda) come after every model's main units: they explore, while
     # the main units decide the claims.
     for sweeps in (False, True):

@@ -89,6 +89,18 @@ def _cmd_tiny(args) -> None:
     print(json.dumps(run_tiny_pipeline(ResultStore(args.results), progress=not args.quiet)))
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"k/n"`` as ``(k, n)``; ``None`` is the whole grid ``(0, 1)``. Range checks are
+    ``model_major``'s."""
+    if text is None:
+        return (0, 1)
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r} is not K/N; write e.g. --shard 0/2") from None
+    return index, count
+
+
 def _cmd_grid(args) -> None:
     from .chapters import CHAPTERS, ChapterParams, run_chapter
     from .results import ResultStore
@@ -99,6 +111,9 @@ def _cmd_grid(args) -> None:
                                          "backbone": "--backbone", "task": "--task",
                                          "data_root": "--data-root", "device": "--device"}))
     chapters = CHAPTERS if args.chapter == "all" else tuple(args.chapter.split(","))
+    if args.shard is not None and not args.by_model:
+        raise ConfigError("--shard splits a --by-model grid; add --by-model")
+    shard = parse_shard(args.shard)
     store = ResultStore(args.results)
     if args.by_model:
         from .chapters import model_major, run_grid
@@ -107,7 +122,7 @@ def _cmd_grid(args) -> None:
             raise ConfigError("--by-model needs an explicit --scale (e.g. --scale cpu_seeds)")
         pipe = Pipeline(params.scale, store=store, data_root=params.data_root,
                         device=params.device, progress=not args.quiet)
-        for model, grids in model_major(pipe, chapters, params):
+        for model, grids in model_major(pipe, chapters, params, shard=shard):
             rows = sum(len(run_grid(pipe, g, progress=not args.quiet).rows) for g in grids)
             print(json.dumps({"model": list(model), "scale": params.scale, "rows": rows}),
                   flush=True)
@@ -282,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by-model", action="store_true",
                    help="run one pre-trained model at a time (seed-major), each with all its "
                         "downstream units: for long CPU grids that may stop part-way")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="with --by-model: run only every N-th model from the K-th (0-based), "
+                        "so N processes split the grid, e.g. --shard 0/2 and --shard 1/2")
     p.set_defaults(func=_cmd_grid)
 
     p = sub.add_parser("practical", help="chapter 07's text grid: LP / MLP / NMTune on frozen "

@@ -105,12 +105,37 @@ def _nml(*args):
     (["pretrain", "--set", "nosie=0.1"], "unknown config key"),
     (["tune", "--task", "imagenet"], "unknown task"),
     (["pretrain", "--backbone", "resnet1000"], "resnet1000"),
+    (["grid", "--scale", "tiny", "--shard", "0/2"], "add --by-model"),
+    (["grid", "--scale", "tiny", "--by-model", "--shard", "2/2"], "shard 2/2 does not exist"),
+    (["grid", "--scale", "tiny", "--by-model", "--shard", "half"], "is not K/N"),
 ])
 def test_cli_bad_input_is_one_clear_line(args, message, tmp_path):
     out = _nml(*args, "--results", str(tmp_path), "--quiet")
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("nml: error:") and message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_shards_split_the_model_major_grid_without_overlap(tmp_path):
+    from nml.chapters import model_major
+    pipe = Pipeline("cpu_seeds", store=ResultStore(tmp_path), device="cpu", progress=False)
+    chapters = ("01_noisy_pretraining", "02_linear_probe", "03_feature_spectrum", "06_nmtune")
+    params = ChapterParams.from_dict(scale="cpu_seeds")
+
+    def units(shard):
+        return [(model, g) for model, grids in model_major(pipe, chapters, params, shard=shard)
+                for g in grids]
+
+    whole = units((0, 1))
+    models = [model for model, _ in whole]
+    assert len(set(models)) == 15  # 5 noise levels x 3 pre-training seeds
+    halves = [units((0, 2)), units((1, 2))]
+    first, second = ({model for model, _ in half} for half in halves)
+    assert first and second and not first & second
+    assert first | second == set(models)
+    # Every unit of the whole grid lands in exactly one shard, in the whole grid's order.
+    assert sorted(map(repr, halves[0] + halves[1])) == sorted(map(repr, whole))
+    assert [u for u in whole if u[0] in first] == halves[0]
 
 
 def test_cli_lists_subcommands():
