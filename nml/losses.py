@@ -113,6 +113,9 @@ def _check_matrix(name: str, x: torch.Tensor) -> None:
                         f"{tuple(x.shape)}; flatten or pool the features first")
 
 
+_NORMALIZE_EPS = 1e-12    # torch.nn.functional.normalize's default eps
+
+
 def _zero_like_graph(x: torch.Tensor) -> torch.Tensor:
     """A float32 zero that stays connected to ``x``'s graph (so backward() still works)."""
     return x.float().sum() * 0.0
@@ -146,9 +149,36 @@ def consistency_mse(F: torch.Tensor, Z: torch.Tensor, *,
         return _zero_like_graph(Z)
     with _float32_region(Z):
         f = nnf.normalize(F.float(), dim=1)
-        z = nnf.normalize(Z.float(), dim=1)
-        sq = (f - z).pow(2)
-        return sq.mean() if reduction == "element" else sq.sum(dim=1).mean()
+        if F.requires_grad:
+            z = nnf.normalize(Z.float(), dim=1)
+            sq = (f - z).pow(2)
+            return sq.mean() if reduction == "element" else sq.sum(dim=1).mean()
+        return _UnitRowDistance.apply(f, Z.float(), reduction == "element")
+
+
+class _UnitRowDistance(torch.autograd.Function):
+    """:func:`consistency_mse` for a fixed ``F`` (NMTune's frozen features) with its gradient
+    in closed form: three element-wise passes instead of autograd's trip back through the
+    normalisation (measured by ``python -m nml bench nmtune-speed``)."""
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, z: torch.Tensor, element: bool) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True)
+        scale = norm.clamp_min(_NORMALIZE_EPS)            # as nnf.normalize: z / max(|z|, eps)
+        zn = z / scale
+        diff = f - zn
+        divisor = z.numel() if element else z.shape[0]
+        ctx.save_for_backward(zn, diff, scale, norm > _NORMALIZE_EPS)
+        ctx.divisor = divisor
+        return diff.pow(2).sum() / divisor
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        zn, diff, scale, above = ctx.saved_tensors
+        grad_zn = diff * (-2.0 / ctx.divisor) * grad_out
+        # d(z / |z|)/dz = (I - zn zn^T) / |z|; below eps normalize divides by eps (linear)
+        radial = torch.where(above, (zn * grad_zn).sum(dim=1, keepdim=True), 0.0)
+        return None, (grad_zn - zn * radial) / scale, None
 
 
 def covariance_loss(Z: torch.Tensor) -> torch.Tensor:
@@ -165,12 +195,34 @@ def covariance_loss(Z: torch.Tensor) -> torch.Tensor:
     if M < 2 or D == 0:
         return _zero_like_graph(Z)
     with _float32_region(Z):
-        z = Z.float()
+        return _OffDiagonalCovariance.apply(Z.float())
+
+
+class _OffDiagonalCovariance(torch.autograd.Function):
+    """:func:`covariance_loss` with its gradient in closed form: one matrix product in the
+    backward pass where autograd takes two (one per factor of the Gram matrix), the term's
+    main cost on a CPU (``python -m nml bench nmtune-speed``)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        M, D = z.shape
         zc = z - z.mean(dim=0, keepdim=True)
         gram = zc @ zc.mT if M <= D else zc.mT @ zc
         diag = zc.pow(2).sum(dim=0)                     # (M-1) * variances
         off = gram.pow(2).sum() - diag.pow(2).sum()
-        return off.clamp_min(0.0) / ((M - 1) ** 2 * D)
+        scale = 1.0 / ((M - 1) ** 2 * D)
+        ctx.save_for_backward(zc, gram, diag, off > 0)
+        ctx.scale = scale
+        return off.clamp_min(0.0) * scale
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> torch.Tensor:
+        zc, gram, diag, positive = ctx.saved_tensors
+        # d||Zc^T Zc||_F^2 / dZc = 4 Zc Zc^T Zc and d sum_d diag_d^2 / dZc = 4 Zc diag(diag).
+        # Both have zero column means (1^T Zc = 0), so the centring passes them through.
+        cubic = gram @ zc if zc.shape[0] <= zc.shape[1] else zc @ gram
+        factor = torch.where(positive, grad_out * (4.0 * ctx.scale), torch.zeros_like(grad_out))
+        return (cubic - zc * diag) * factor
 
 
 # ------------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ def test_run_and_store_keeps_the_measurements_and_the_conditions(tmp_path):
                    "max_rel_err"):
         assert metric in rows and np.isfinite(rows[metric])
     assert rows["ratio_fast"] == pytest.approx(rows["nmtune_fast_s"] / rows["mlp_s"])
+    # the profile of where NMTune's extra time goes: every term, and the CPU route's eigh
+    for metric in ("term_mse_ms", "term_cov_ms", "term_svd_ms", "eigh_ms"):
+        assert rows[metric] > 0
+    assert rows["mlp_step_ms"] == pytest.approx(1000 * rows["mlp_s"] / 4)
     assert "steps" not in rows and "dim" not in rows       # settings are not measurements
     assert set(unit.rows["method"]) == {"nmtune-speed"}
     assert set(unit.rows["scale"]) == {"cpu-bench"}

@@ -49,6 +49,48 @@ def test_covariance_loss_matches_numpy_cov(shape):
     assert covariance_loss(torch.tensor(z)).item() == pytest.approx(expected, rel=1e-5)
 
 
+# --- closed-form backward passes against autograd through the defining formulas ---------------
+
+def _covariance_by_formula(Z):
+    M, D = Z.shape
+    c = torch.cov(Z.mT)                                   # D x D, divisor M - 1
+    return (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / D
+
+
+def _mse_by_formula(F, Z, element):
+    f = F / F.norm(dim=1, keepdim=True)
+    z = Z / Z.norm(dim=1, keepdim=True)
+    sq = (f - z).pow(2)
+    return sq.mean() if element else sq.sum(dim=1).mean()
+
+
+@pytest.mark.parametrize("shape", [(9, 5), (5, 9), (2, 3), (64, 64)])
+def test_covariance_gradient_is_autograds_through_torch_cov(shape):
+    Z = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    Z = (Z + torch.linspace(0, 2, shape[1], dtype=torch.float64)).requires_grad_()
+    ours, = torch.autograd.grad(covariance_loss(Z), Z)
+    reference, = torch.autograd.grad(_covariance_by_formula(Z), Z)
+    assert ours.shape == Z.shape
+    torch.testing.assert_close(ours, reference, rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("element", [False, True])
+@pytest.mark.parametrize("shape", [(8, 5), (3, 12)])
+def test_consistency_gradient_is_autograds_through_the_normalisation(shape, element):
+    gen = torch.Generator().manual_seed(4)
+    F = torch.randn(*shape, dtype=torch.float64, generator=gen)
+    Z = torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
+    reduction = "element" if element else "sample"
+    ours, = torch.autograd.grad(consistency_mse(F, Z, reduction=reduction), Z)
+    reference, = torch.autograd.grad(_mse_by_formula(F, Z, element), Z)
+    torch.testing.assert_close(ours, reference, rtol=2e-5, atol=1e-7)
+    # a trainable F (no closed form there) still gets autograd's gradient on both sides
+    F.requires_grad_()
+    both = torch.autograd.grad(consistency_mse(F, Z, reduction=reduction), (F, Z))
+    assert all(torch.isfinite(g).all() for g in both)
+    torch.testing.assert_close(both[1], reference, rtol=2e-5, atol=1e-7)
+
+
 def test_dominant_singular_loss_by_hand():
     Z = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 0.0]])   # singular values 3, 1
     for method, tol in (("exact", 1e-6), ("fast", 1e-4)):

@@ -15,7 +15,9 @@ decay 1e-4):
 The steps are run in interleaved blocks (mlp, exact, fast, then rotated) after a warm-up, so
 background load hits all three alike; on CUDA every timed block ends with a synchronisation.
 The fast term's loss is checked against the exact one on the fast run's own batches (outside
-the timed region).
+the timed region). A profile then times, interleaved on the fast run's last batch, where the
+extra time goes: each term's forward + backward alone, and the one ``eigh`` call of the CPU
+route (``term_*_ms``, ``eigh_ms``, against ``mlp_step_ms``).
 
 Used by chapter 10_runtime.
 """
@@ -95,15 +97,59 @@ class _Tuner:
         self.last_z = z.detach()
 
 
+def _term_profile(z: torch.Tensor, f: torch.Tensor, cfg: NMTuneLossConfig, dev: torch.device,
+                  reps: int) -> dict:
+    """Median milliseconds of each regulariser term's forward + backward on ``z`` alone (the
+    terms as :func:`nmtune_regularizer` calls them), and of the fast SVD term's ``eigh`` call
+    when its route is ``eigh``; the terms interleave, so load hits them alike."""
+    from ..losses import consistency_mse, covariance_loss
+
+    def timed(fn) -> float:
+        _sync(dev)
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        return time.perf_counter() - t0
+
+    def term(loss_of):
+        def go():
+            leaf = z.detach().clone().requires_grad_()
+            loss_of(leaf).backward()
+        return go
+
+    gram = (z.detach().double() @ z.detach().double().mT) if z.shape[0] <= z.shape[1] else \
+        (z.detach().double().mT @ z.detach().double())
+    parts = {
+        "term_mse_ms": term(lambda leaf: consistency_mse(f, leaf)),
+        "term_cov_ms": term(covariance_loss),
+        "term_svd_ms": term(lambda leaf: dominant_singular_loss(
+            leaf, top_k=cfg.top_k, method="fast", power_iters=cfg.power_iters,
+            ns_steps=cfg.ns_steps, ns_floor=cfg.ns_floor)),
+        "eigh_ms": lambda: torch.linalg.eigh(gram),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in parts}
+    for name, fn in parts.items():                    # warm-up
+        fn()
+    for _ in range(reps):
+        for name, fn in parts.items():
+            samples[name].append(timed(fn))
+    out = {name: 1000.0 * sorted(v)[len(v) // 2] for name, v in samples.items()}
+    if losses.fast_route(dev) != "eigh":
+        out.pop("eigh_ms")
+    return out
+
+
 def run(device: str = "cpu", steps: int = 200, batch: int = 256, dim: int = 512,
         num_classes: int = 10, seed: int = 0) -> dict:
     """Wall time of ``steps`` MLP-tuning steps and NMTune steps (exact and fast SVD term).
 
     Returns ``{"mlp_s", "nmtune_exact_s", "nmtune_fast_s", "ratio_fast", "ratio_exact",
     "fast_route", "ratio_fast_matmul", "ratio_fast_eigh", "max_rel_err", "device", "steps",
-    "batch", "dim", "torch"}``: seconds for ``steps`` timed
+    "batch", "dim", "torch", "mlp_step_ms", "term_mse_ms", "term_cov_ms", "term_svd_ms",
+    "eigh_ms" (eigh route only)}``: seconds for ``steps`` timed
     steps of each tuner (after 5 warm-up steps each), the ratios to MLP tuning, and the largest
-    relative error of the fast SVD term against ``svdvals`` over the fast run's timed batches.
+    relative error of the fast SVD term against ``svdvals`` over the fast run's timed batches,
+    and the profile of :func:`_term_profile` next to the MLP step it adds to.
 
     Used by chapter 10_runtime.
     """
@@ -143,7 +189,11 @@ def run(device: str = "cpu", steps: int = 200, batch: int = 256, dim: int = 512,
                         ns_steps=cfg.ns_steps, ns_floor=cfg.ns_floor).item()
                     if exact != 0.0:
                         max_rel_err = max(max_rel_err, abs(fast - exact) / abs(exact))
+    profile = _term_profile(tuners["nmtune_fast"].last_z, feats[order[-1]], cfg, dev,
+                            reps=max(10, steps // 10))
     return {
+        **profile,
+        "mlp_step_ms": 1000.0 * seconds["mlp"] / steps,
         "mlp_s": seconds["mlp"],
         "nmtune_exact_s": seconds["nmtune_exact"],
         "nmtune_fast_s": seconds["nmtune_fast"],
