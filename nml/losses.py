@@ -423,7 +423,9 @@ FAST_ROUTES: dict[str, str] = {"cpu": "eigh", "cuda": "matmul"}
 #: The measurements behind FAST_ROUTES (one torch thread, batch 256 x 512, the shared 2-core dev
 #: CPU at load 13-15, medians of 20 interleaved steps): the SVD term's forward + backward took
 #: 63 ms by matmul and 31 ms by eigh (float64), the whole NMTune step 1.57x then 1.32x an MLP
-#: step. On CUDA an eigendecomposition is a solver call with host synchronisation, so the
+#: step. Re-measured on the idle machine (``bench nmtune-speed``, 200 steps): 1.46x (matmul)
+#: against 1.29x (eigh) with one thread, 1.45x against 1.42x with two, where the matmul
+#: route's products use both cores and LAPACK's eigh uses one. On CUDA an eigendecomposition is a solver call with host synchronisation, so the
 #: launch-only matmul route stays there until lease priority 2 times both routes on a GPU.
 FAST_ROUTES_MEASURED = {"cpu": {"matmul_ms": 63.0, "eigh_ms": 31.0}}
 

@@ -318,7 +318,7 @@ if "gpu" in speed or "gpu" in cache:
     got = [b for b, d in (("nmtune-speed", speed), ("blackbox-cache", cache)) if "gpu" in d]
     display(Markdown(
         f"GPU timings are stored for {', '.join(f'`{b}`' for b in got)}: they are the GPU rows of "
-        f"Tables 10.1 and 10.2 above. Targets: fast SVD term at most 1.3x MLP tuning; cached "
+        f"Tables 10.1-10.3 above. Targets: fast SVD term at most 1.3x MLP tuning; cached "
         f"tuning at least 20x faster than the backbone in the loop."))
 else:
     display(Markdown(
