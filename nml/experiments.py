@@ -109,11 +109,15 @@ SCALES: dict[str, Scale] = {
                      "quarter-width ResNet-18 (CIFAR stem, D = 128), 20 epochs in bf16, "
                      "noise 0 / 5 / 10 / 20 / 30 %, 3 pre-training seeds (the replicates), "
                      "1 tuning seed per model; 10 tuning epochs; full test sets, "
-                     "CIFAR-10-C at severity 5; 2-core CPU"),
+                     "CIFAR-10-C at severity 5, PACS photo -> other domains and PACS with sketch "
+                     "held out; 2-core CPU"),
         upstream="cifar100", image_size=32,
         backbones=("resnet18_cifar_narrow",),
         noise_levels=(0.0, 0.05, 0.1, 0.2, 0.3), pretrain_seeds=(0, 1, 2), tune_seeds=(0,),
-        id_tasks=("cifar10",), ood_tasks=("cifar10c", "pacs_photo"),
+        # PACS tuned on photo alone sits 9.4 points over chance with the clean model, under the
+        # 10-point gate of the verdicts; tuned on three domains with sketch held out (the
+        # domain-generalisation protocol) it carries signal. Both are stored; the gate decides.
+        id_tasks=("cifar10",), ood_tasks=("cifar10c", "pacs_photo", "pacs_heldout_sketch"),
         # bf16 + channels-last: 2.0x the float32 throughput on this CPU at the same loss
         # (python -m nml bench pretrain); 20 epochs x 15 models fit the grid's ~6 CPU-hours.
         pretrain_epochs=20, pretrain_overrides=(("precision", "bf16"),),

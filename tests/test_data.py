@@ -323,6 +323,15 @@ def test_pacs_layout_split_and_tasks(tmp_path):
     assert task.kind == "ood" and task.train.domain == "sketch" and len(task.train) == 14
     assert sorted(task.tests) == ["art_painting", "cartoon", "photo"]
     assert all(len(t) == 20 for t in task.tests.values())
+    # sketch held out: the three other domains' train splits together, every sketch image
+    held = load_task("pacs_heldout_sketch", root=root)
+    assert held.kind == "ood" and held.num_classes == 2 and list(held.tests) == ["sketch"]
+    assert len(held.train) == 3 * 14 and len(held.tests["sketch"]) == 20
+    assert held.train.domain == "photo+art_painting+cartoon"
+    photo_part = held.train.images[[i for i in range(len(held.train)) if i < 14]]
+    assert torch.equal(photo_part, load_images("pacs", "train", root=root, domain="photo").images)
+    assert torch.equal(held.tests["sketch"].images,
+                       load_images("pacs", "all", root=root, domain="sketch").images)
 
 
 def test_cifar10c_task_is_lazy(tmp_path):
@@ -429,7 +438,7 @@ def test_imagefolder_empty_class_in_one_split_is_refused(tmp_path):
 
 def test_synthetic_tasks():
     assert set(TASKS) == {"cifar10", "caltech101", "pacs_photo", "pacs_sketch", "cifar10c",
-                          "synthetic_id", "synthetic_ood_photo", "synthetic_ood_sketch"}
+                          "pacs_heldout_sketch", "synthetic_id", "synthetic_ood_photo", "synthetic_ood_sketch"}
     t = load_task("synthetic_id")
     assert t.kind == "id" and list(t.tests) == ["test"] and t.num_classes == 10
     o = load_task("synthetic_ood_photo")

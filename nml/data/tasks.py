@@ -50,6 +50,9 @@ class TaskSpec:
     train_domain: str | None
     description: str
     num_classes: int                  # the classes a head chooses among (chance = 1 / this)
+    # Leave one domain out: tune on the seeded train splits of every other domain, test on all
+    # of this one (the domain-generalisation protocol; ``train_domain`` is then None).
+    held_out: str | None = None
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -59,6 +62,9 @@ TASKS: dict[str, TaskSpec] = {
                            "PACS: tune on a seeded 70 % of photo; test on art_painting, cartoon, sketch", 7),
     "pacs_sketch": TaskSpec("ood", "pacs", "sketch",
                             "PACS: tune on a seeded 70 % of sketch; test on photo, art_painting, cartoon", 7),
+    "pacs_heldout_sketch": TaskSpec(
+        "ood", "pacs", None, "PACS, sketch held out: tune on the seeded 70 % train splits of photo, "
+        "art_painting and cartoon; test on all of sketch", 7, held_out="sketch"),
     "cifar10c": TaskSpec("ood", "cifar10", None,
                          "CIFAR-10 train -> CIFAR-10 test under each corruption@severity (nml.corruptions)", 10),
     "synthetic_id": TaskSpec("id", "synthetic_id", None, "synthetic ID: 10 new classes, train -> test", 10),
@@ -154,7 +160,8 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, image_size: i
     """Build a named downstream task from :data:`TASKS`.
 
     OOD tasks on a multi-domain set train on the seeded train split of their domain and test on
-    every image of each other domain; ``cifar10c`` trains on CIFAR-10 train and tests on the
+    every image of each other domain, or (``held_out``) train on the seeded train splits of
+    every other domain together and test on every image of the held-out one; ``cifar10c`` trains on CIFAR-10 train and tests on the
     CIFAR-10 test set under every corruption and severity of :mod:`nml.corruptions` (computed lazily,
     corruption noise seeded by ``seed``). Used by chapters 02_linear_probe, 03_feature_spectrum,
     04_lora, 05_full_finetune, 06_nmtune, 08_asymmetric_noise, 09_noisy_downstream.
@@ -167,6 +174,12 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, image_size: i
         train = load_images(spec.dataset, "train", domain=spec.train_domain, **kw)
         tests = {d: load_images(spec.dataset, "all", domain=d, **kw)
                  for d in DOMAINS[spec.dataset] if d != spec.train_domain}
+    elif spec.held_out is not None:
+        sources = [d for d in DOMAINS[spec.dataset] if d != spec.held_out]
+        parts = [load_images(spec.dataset, "train", domain=d, **kw) for d in sources]
+        train = ImageData(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
+                          list(parts[0].classes), spec.dataset, "+".join(sources))
+        tests = {spec.held_out: load_images(spec.dataset, "all", domain=spec.held_out, **kw)}
     elif name == "cifar10c":
         from ..corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
