@@ -299,6 +299,24 @@ def test_ood_tasks_near_chance_do_not_enter():
     assert row.verdict == "reproduced"
 
 
+def test_opposite_signs_across_tasks_are_never_averaged_on_the_page_or_in_chapters():
+    falls = _tune_rows({0.0: [50.0, 51.0, 52.0], 0.3: [44.0, 45.5, 45.0]},
+                       task="synthetic_ood_photo", test_sets=OOD_SETS)       # +6.17
+    rises = _tune_rows({0.0: [40.0, 41.0, 42.0], 0.3: [45.0, 46.0, 47.0]},
+                       task="synthetic_ood_sketch", test_sets=OOD_SETS)      # -5.00
+    index = _index(falls, rises)
+    row = sc.score(index, _by_id("C2"), "tiny")
+    assert row.verdict == "partly" and row.headline.mean == pytest.approx((37 / 6 - 5) / 2)
+    effect = sc.headline_text(row)
+    assert effect.startswith("opposite signs, not averaged: ")
+    assert "+6.17" in effect and "-5.00" in effect and "+0.58" not in effect
+    text = sc.claim_sentences(["C2"], "tiny", index)
+    assert "per task (opposite signs, so not averaged)" in text and "+0.58" not in text
+    page = sc.render_markdown(index, scales=("tiny",))
+    c2_row = next(line for line in page.splitlines() if line.startswith("| **C2**"))
+    assert "+0.58" not in c2_row and "-5.00" in c2_row
+
+
 def test_rectification_needs_something_to_rectify_and_lp_control_is_reported():
     lp = _tune_rows({0.0: [72.0, 72.0, 72.0], 0.1: [70.0, 70.5, 71.0]})   # clean best under LP
     nm = _tune_rows({0.0: [75.0, 75.0, 75.0], 0.1: [73.0, 73.0, 73.0]}, method="nmtune")
@@ -330,6 +348,9 @@ def test_verdict_rule_on_cells():
     assert sc.verdict(ns_pos, {"a": ns_pos, "b": ns_neg}, +1) == "inconclusive"
     assert sc.verdict(ns_pos, {"a": ns_pos, "b": sig_neg}, +1) == \
         "not reproduced at this scale"
+    # ... and cells of one replicate each carry no interval to judge, whatever their signs
+    one_neg = iv(-1.0, None, None, 1)
+    assert sc.verdict(one, {"a": one, "b": one_neg}, +1) == "untestable"
     assert set(sc.VERDICT_MEANING) == set(sc.VERDICTS)
 
 

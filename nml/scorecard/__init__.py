@@ -51,7 +51,7 @@ from .rules import (EXPERIMENT_OF, NOISE_TYPE_EXPERIMENTS, PAPER_LAMBDA, PAPER_N
                     NOISY_ETA, LIGHT_ETA, HEAVY_ETA, PRACTICAL_TASKS, PRACTICAL_ID_SETS,
                     PRACTICAL_OOD_SETS, SCALE_ORDER, MIN_PRETRAIN_SEEDS, OOD_SIGNAL_MARGIN,
                     SCALE_LABELS, VERDICTS, VERDICT_MEANING, VERDICT_RULE, Interval, t_interval,
-                    verdict)
+                    opposite_signs, verdict)
 from .source import (UNIT_COLUMNS, default_scorecard_path, load_index, unit_columns, unit_variants,
                      unit_noise_types)
 from .select import (task_kinds, arm, arm_text, POOLED_NOISE, gather, endpoint, slope,
@@ -61,7 +61,7 @@ from .claims import (MAIN_CLAIMS, CLIP_CLAIMS, ASYMMETRIC_CLAIMS, NOISY_DOWNSTRE
                      PRACTICAL_CLAIMS, ABLATION_CLAIMS, FAMILIES, CLAIMS, NOT_RUN_CLAIMS,
                      NOT_SCORED_CLAIMS)
 from .measure import (Measurement, measure, ScoreRow, score, claim_sentences, verdict_block,
-                      minimum_detectable_effect, control_note, claim_anchor)
+                      minimum_detectable_effect, control_note, claim_anchor, headline_text)
 from .render import (render_markdown)
 from .page import (write_scorecard, main_cli, add_parser)
 
@@ -73,5 +73,5 @@ __all__ = ["Claim", "CLAIMS", "NOT_RUN_CLAIMS", "NOT_SCORED_CLAIMS", "FAMILIES",
            "POOLED_NOISE", "Interval", "Measurement", "ScoreRow",
            "VERDICTS", "VERDICT_RULE", "EXPERIMENT_OF", "PAPER_LAMBDA", "PAPER_NOISE", "SLIGHT_NOISE", "SCALE_ORDER",
            "t_interval", "verdict", "measure", "score", "render_markdown", "load_index",
-           "claim_sentences", "verdict_block", "minimum_detectable_effect", "VERDICT_MEANING", "MIN_PRETRAIN_SEEDS", "OOD_SIGNAL_MARGIN",
+           "claim_sentences", "verdict_block", "minimum_detectable_effect", "headline_text", "opposite_signs", "VERDICT_MEANING", "MIN_PRETRAIN_SEEDS", "OOD_SIGNAL_MARGIN",
            "write_scorecard", "add_parser", "main_cli", "default_scorecard_path"]

@@ -14,8 +14,8 @@ import pandas as pd
 
 from ..errors import NMLError
 from .claims import CLAIMS
-from .rules import (MIN_PRETRAIN_SEEDS, OOD_SIGNAL_MARGIN, VERDICT_MEANING, Interval, t_interval,
-                    verdict)
+from .rules import (MIN_PRETRAIN_SEEDS, OOD_SIGNAL_MARGIN, VERDICT_MEANING, Interval,
+                    opposite_signs, t_interval, verdict)
 from .select import Claim, arm_text, gather, per_cell, task_kinds, unit_columns_read
 from .source import load_index
 
@@ -175,8 +175,7 @@ def score(index: pd.DataFrame, claim: Claim | str, scale: str) -> ScoreRow:
         reason = f"one replicate ({m.replicate}): no interval"
     if result == "not run" and m.excluded:
         result, reason = "untestable", m.missing
-    signs = {int(np.sign(iv.mean)) for iv in cells.values() if np.isfinite(iv.mean)} - {0}
-    if len(signs) > 1:
+    if opposite_signs(cells):
         reason = "opposite signs across tasks, judged per task: " + reason
     by_model = m.replicate.startswith("pre-training seed")
     if claim.about_pretraining and result in ("reproduced", "partly", "inconclusive") and (
@@ -206,16 +205,20 @@ def claim_sentences(claim_ids, scale: str, index: pd.DataFrame | None = None, *,
         if r.headline is None:
             if m.missing and m.missing not in r.reason:
                 text += f" Not measured here ({m.missing})."
-        else:
-            effect = c.effect[0].upper() + c.effect[1:]
-            replicate = "" if m.replicate in r.reason else f"; replicate = {m.replicate}"
-            text += f" {effect}: {r.headline.format(c.digits)}{replicate}."
         names = list(r.cells) + list(m.excluded)
         with_model = len({n.split(" / ", 1)[0] for n in names}) > 1
-        if len(r.cells) > 1:
-            text += " Per task: " + "; ".join(
-                f"{readable_cell(name, with_model)} {iv.format(c.digits)}"
-                for name, iv in r.cells.items()) + "."
+        per_task = "; ".join(f"{readable_cell(name, with_model)} {iv.format(c.digits)}"
+                             for name, iv in r.cells.items())
+        if r.headline is not None:
+            effect = c.effect[0].upper() + c.effect[1:]
+            replicate = "" if m.replicate in r.reason else f"; replicate = {m.replicate}"
+            if opposite_signs(r.cells):
+                text += (f" {effect}, per task (opposite signs, so not averaged): "
+                         f"{per_task}{replicate}.")
+            else:
+                text += f" {effect}: {r.headline.format(c.digits)}{replicate}."
+                if len(r.cells) > 1:
+                    text += f" Per task: {per_task}."
         left = {name: why for name, why in m.excluded.items() if why not in r.reason}
         if left:
             text += " Left out: " + "; ".join(
@@ -226,6 +229,20 @@ def claim_sentences(claim_ids, scale: str, index: pd.DataFrame | None = None, *,
         lines.append(text + f" (Paper: {c.source}.) <a href=\"{link}#"
                      f"{claim_anchor(c.id, scale)}\">Scorecard row</a>.")
     return "\n".join(lines)
+
+
+def headline_text(r: ScoreRow) -> str:
+    """The effect as the scorecard's table prints it: the headline interval, or, when the
+    cells point opposite ways, each cell's (no average of opposite signs)."""
+    digits = r.measurement.claim.digits
+    if r.headline is None:
+        return "not measured"
+    if opposite_signs(r.cells):
+        with_model = len({name.split(" / ", 1)[0] for name in r.cells}) > 1
+        return "opposite signs, not averaged: " + "; ".join(
+            f"{readable_cell(name, with_model)} {iv.format(digits)}"
+            for name, iv in r.cells.items())
+    return r.headline.format(digits)
 
 
 def readable_cell(name: str, with_model: bool = True) -> str:

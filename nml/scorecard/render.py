@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .claims import CLAIMS, FAMILIES, MAIN_CLAIMS, NOT_RUN_CLAIMS, NOT_SCORED_CLAIMS
-from .measure import claim_anchor, control_note, score
+from .measure import claim_anchor, control_note, headline_text, score
 from .rules import (ASYMMETRIC_NOISE, EXPERIMENT_OF, SCALE_LABELS, SCALE_ORDER, VERDICT_RULE,
                     VERDICTS)
 
@@ -172,8 +172,7 @@ def _scale_lines(scale: str, rows: list, progress: str = "") -> list[str]:
              "|---|---|---|---|---|"]
     for r in rows:
         c = r.measurement.claim
-        effect = r.headline.format(c.digits) if r.headline is not None else \
-            "not measured"
+        effect = headline_text(r)
         lines.append("| " + " | ".join(_cell_text(t) for t in (
             f"**{c.id}** {c.title}", c.effect,
             "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**")) + " |")

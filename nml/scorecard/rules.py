@@ -132,6 +132,13 @@ def t_interval(values) -> Interval:
     return Interval(mean, mean - half, mean + half, n)
 
 
+def opposite_signs(cells: dict[str, Interval]) -> bool:
+    """Whether the cells (tasks) point opposite ways: their mean is then never reported or
+    judged, only each cell. Used by the scorecard page and every chapter's verdicts."""
+    return len({int(np.sign(iv.mean)) for iv in cells.values() if np.isfinite(iv.mean)}
+               - {0}) > 1
+
+
 def verdict(headline: Interval | None, cells: dict[str, Interval], direction: int) -> str:
     """The verdict of :data:`VERDICT_RULE` for a headline interval and per-cell intervals,
     before the caps that :func:`score` applies. ``direction`` is +1 when the paper claims a
@@ -145,11 +152,14 @@ def verdict(headline: Interval | None, cells: dict[str, Interval], direction: in
 
     cell_right = any(significant(iv, direction) for iv in cells.values())
     cell_wrong = any(significant(iv, -direction) for iv in cells.values())
-    signs = {int(np.sign(iv.mean)) for iv in cells.values() if np.isfinite(iv.mean)} - {0}
-    if len(signs) > 1:   # opposite signs across tasks: judged per cell, never averaged
+    if opposite_signs(cells):   # judged per cell, never averaged
         if cell_right:
             return "partly"
-        return "not reproduced at this scale" if cell_wrong else "inconclusive"
+        if cell_wrong:
+            return "not reproduced at this scale"
+        # no cell with an interval (one replicate each): nothing to judge, not "inconclusive"
+        return "inconclusive" if any(iv.lo is not None for iv in cells.values()) \
+            else "untestable"
     if headline.lo is None:
         return "untestable"
     if np.sign(headline.mean) == direction:
