@@ -96,7 +96,7 @@ __all__ = [
     "metric_correlations", "best_noise", "pick_spectra", "compare_variants", "bars_text",
     "readable_table",
     # figures
-    "accuracy_vs_noise", "noise_panels", "label_noise_panels", "gap_bars_figure",
+    "accuracy_vs_noise", "chance_levels", "noise_panels", "label_noise_panels", "gap_bars_figure",
     "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
 ]
 
@@ -107,14 +107,16 @@ __all__ = [
 def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
                       group_by: Sequence[str] = ("method", "task"), error: str = "ci95",
                       title: str | None = None, y_title: str | None = None,
-                      caption: str | None = None) -> go.Figure:
+                      caption: str | None = None,
+                      chance: Mapping[str, float] | None = None) -> go.Figure:
     """Mean metric against pre-training noise, one trace per (method, task), error bars over seeds.
 
     ``df``: tidy rows with columns ``noise``, ``value``, the ``group_by`` columns and, when
     ``metric`` is given, ``metric`` (rows of other metrics are dropped). The x axis shows the
     noise ratio in percent; each point is the mean over the rows of one (group, noise) cell and
     its error bar the ``error`` kind (see :func:`summarize_over_seeds`); the hover text gives
-    mean, error and the number of runs ``n``.
+    mean, error and the number of runs ``n``. ``chance``: ``{legend label: accuracy %}`` drawn
+    as dotted reference lines (:func:`chance_levels`), for OOD accuracy.
 
     Used by every chapter that plots a metric against pre-training noise (01_noisy_pretraining
     to 06_nmtune).
@@ -146,9 +148,32 @@ def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
         height=DEFAULT_HEIGHT, template="plotly_white",
         legend_title_text=", ".join(COLUMN_LABELS.get(c, c) for c in group_by),
     )
+    _draw_chance(fig, chance or {})
     if caption:
         add_caption(fig, caption + " · " + bars_text(error, summary["n"]))
     return fig
+
+
+def chance_levels(tasks: Sequence[str]) -> dict[str, float]:
+    """``{legend label: accuracy %}`` of guessing, one entry per class count among ``tasks``
+    (e.g. ``"chance, 7 classes": 14.29``): the floor an OOD accuracy figure draws, so that a
+    task sitting on it reads as carrying no signal. Used by chapters 02, 03 and 06."""
+    from .data import TASKS, chance_accuracy
+    levels = {}
+    for task in sorted(set(tasks), key=lambda t: TASKS[t].num_classes):
+        levels[f"chance, {TASKS[task].num_classes} classes"] = chance_accuracy(task)
+    return levels
+
+
+def _draw_chance(fig: go.Figure, levels: Mapping[str, float], row=None, col=None) -> None:
+    """Dotted grey lines at ``levels`` (one legend entry each, shared across panels)."""
+    for i, (label, y) in enumerate(levels.items()):
+        dash = ("dot", "dashdot", "longdash")[i % 3]
+        fig.add_hline(y=y, line_dash=dash, line_color="#777", line_width=1, row=row, col=col)
+        if not any(t.name == label for t in fig.data):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=label,
+                                     line={"dash": dash, "color": "#777", "width": 1},
+                                     hoverinfo="skip"))
 
 
 def _group_label(column: str, value) -> str:
@@ -173,7 +198,8 @@ def noise_panels(panels: Mapping[str, pd.DataFrame], *, x: str = "noise",
                  title: str | None = None, y_titles: Mapping[str, str] | None = None,
                  x_title: str | None = None, shared_yaxes: bool = False,
                  legend_title: str | None = None, caption: str | None = None,
-                 panel_height: int = 340) -> go.Figure:
+                 panel_height: int = 340,
+                 chance: Mapping[str, Mapping[str, float]] | None = None) -> go.Figure:
     """Metric-vs-noise panels in a grid, one colour and one legend entry per group throughout.
 
     ``panels``: ``{panel title: tidy rows}``, each table already narrowed to the one metric
@@ -185,7 +211,8 @@ def noise_panels(panels: Mapping[str, pd.DataFrame], *, x: str = "noise",
     Methods and backbones are named as in :data:`METHOD_LABELS` / :data:`BACKBONE_LABELS`,
     noise groups as "pre-training noise 10%". ``cols=1`` stacks the panels on one shared x
     axis (e.g. a spectral metric above the accuracy it predicts, as the paper's Fig. 5 pairs
-    them); ``y_titles`` gives panels their y axis titles.
+    them); ``y_titles`` gives panels their y axis titles; ``chance`` gives accuracy panels
+    their chance levels (``{panel title: chance_levels(tasks)}``), drawn as dotted lines.
 
     Used by chapters 03_feature_spectrum, 04_lora, 05_full_finetune, 06_nmtune,
     08_asymmetric_noise and 09_noisy_downstream.
@@ -228,6 +255,7 @@ def noise_panels(panels: Mapping[str, pd.DataFrame], *, x: str = "noise",
                                "<br>mean %{y:.4g}<br>± %{customdata[0]:.3g}"
                                "<br>n = %{customdata[1]}<extra></extra>"),
             ), row=r, col=c)
+        _draw_chance(fig, (chance or {}).get(name, {}), row=r, col=c)
         if not stacked or r == rows:
             fig.update_xaxes(title_text=x_title, row=r, col=c)
         if y_titles and name in y_titles and (c == 1 or not shared_yaxes):

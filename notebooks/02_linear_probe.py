@@ -29,9 +29,10 @@
 # >   noise increases, even with the improvement in ID tasks on 5% noisy pre-trained models.
 #
 # This chapter probes the models of chapter 1 in the same way at this book's scale (named under
-# the parameters): ID accuracy (averaged over the ID tasks) and OOD accuracy (averaged over each
-# OOD task's target domains or corruptions, then over tasks) against pre-training noise, one curve
-# per backbone and data fraction, and tests both claims with confidence intervals.
+# the parameters): ID accuracy and OOD accuracy (averaged over each OOD task's target domains or
+# corruptions; tasks are never averaged together, since their trends can point opposite ways)
+# against pre-training noise, one curve per backbone, task and data fraction, and tests both
+# claims with confidence intervals. Every OOD figure draws the chance level of its tasks.
 
 # %% tags=["parameters", "hide-input"]
 # auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
@@ -81,11 +82,11 @@ display(Markdown(
                 for t in id_tasks + ood_tasks)))
 
 # %% tags=["remove-input"]
-id_rows = plots.mean_over(accuracy[accuracy["task"].isin(id_tasks)], "task") \
-    if id_tasks else None
-ood_rows = plots.mean_over(accuracy[accuracy["task"].isin(ood_tasks)
-                                    & (accuracy["test_set"] == "mean")], "task") \
+# One row set per task: an average over tasks would hide trends of opposite sign.
+id_rows = accuracy[accuracy["task"].isin(id_tasks)] if id_tasks else None
+ood_rows = accuracy[accuracy["task"].isin(ood_tasks) & (accuracy["test_set"] == "mean")] \
     if ood_tasks else None
+id_groups = ("backbone", "task", "fraction") if len(id_tasks) > 1 else ("backbone", "fraction")
 seeds = f"{n_pretrain} pre-training x {n_tune} LP"
 spread = ("the spread is over LP seeds only (1 pre-training seed)" if n_pretrain == 1
           else "the spread is over pre-training and LP seeds")
@@ -103,14 +104,15 @@ def lp_caption(tasks):
 # %% [markdown]
 # ## Accuracy against pre-training noise (the Fig. 3 analogue)
 #
-# {numref}`fig-2-1` (ID) and {numref}`fig-2-2` (OOD): one curve per backbone and fraction of the
-# downstream training data. Each point is the mean over runs; the error bar is the half-width
-# of a 95 % t-interval of that mean.
+# {numref}`fig-2-1` (ID): one curve per backbone and fraction of the downstream training data.
+# {numref}`fig-2-2` (OOD): one curve per backbone and OOD task with all of the training data
+# (every fraction is in Table 2.1), over dotted lines at chance. Each point is the mean over
+# runs; the error bar is the half-width of a 95 % t-interval of that mean.
 
 # %% tags=["hide-input"]
 if id_rows is not None:
     plots.show(plots.accuracy_vs_noise(
-        id_rows, group_by=("backbone", "fraction"), y_title="ID test accuracy (%)",
+        id_rows, group_by=id_groups, y_title="ID test accuracy (%)",
         title="Figure 2.1: in-domain linear-probing accuracy vs pre-training noise",
         caption=lp_caption(id_tasks)))
 else:
@@ -119,10 +121,11 @@ else:
 # %% tags=["hide-input"]
 if ood_rows is not None:
     plots.show(plots.accuracy_vs_noise(
-        ood_rows, group_by=("backbone", "fraction"),
+        ood_rows[ood_rows["fraction"] == full], group_by=("backbone", "task"),
         y_title="OOD accuracy (%), mean over targets",
         title="Figure 2.2: out-of-domain linear-probing accuracy vs pre-training noise",
-        caption=lp_caption(ood_tasks)))
+        caption=lp_caption(ood_tasks) + f" · {full * 100:g} % of the training data",
+        chance=plots.chance_levels(ood_tasks)))
 else:
     display(Markdown("*No OOD task in this run (`task` selects an ID task): no Figure 2.2.*"))
 
@@ -135,7 +138,7 @@ for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
     if rows is not None:
         tables.append(rows.assign(kind=kind))
 both = pd.concat(tables, ignore_index=True)
-display(plots.mean_ci_table(both, ["kind", "backbone", "fraction"], "noise").style.set_caption(
+display(plots.mean_ci_table(both, ["kind", "backbone", "task", "fraction"], "noise").style.set_caption(
     f"Table 2.1: linear-probing accuracy (%); {result.description}"))
 
 # %% [markdown]
@@ -153,7 +156,8 @@ if ood_tasks:
     plots.show(plots.accuracy_vs_noise(
         targets, group_by=("backbone", "task", "test_set"), y_title="target accuracy (%)",
         title="Figure 2.3: OOD linear-probing accuracy per target domain vs pre-training noise",
-        caption=lp_caption(ood_tasks) + f" · {full * 100:g} % of the training data"))
+        caption=lp_caption(ood_tasks) + f" · {full * 100:g} % of the training data",
+        chance=plots.chance_levels(ood_tasks)))
 
 # %% [markdown]
 # ## Do the paper's two observations show at this scale?
@@ -165,11 +169,12 @@ if ood_tasks:
 effects = []
 for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
     if rows is not None:
-        effects.append(plots.noise_effect(rows, ["backbone", "fraction"]).assign(kind=kind))
+        effects.append(plots.noise_effect(rows, ["backbone", "task", "fraction"])
+                       .assign(kind=kind))
 effects = pd.concat(effects, ignore_index=True)
 effects["effect"] = [plots.format_effect(r) for r in effects.to_dict("records")]
 display(plots.readable_table(effects.pivot_table(
-    index=["kind", "backbone", "fraction"], columns="noise", values="effect",
+    index=["kind", "backbone", "task", "fraction"], columns="noise", values="effect",
     aggfunc="first")).style.set_caption(
     "Table 2.2: accuracy difference from the clean pre-trained model (points)"))
 

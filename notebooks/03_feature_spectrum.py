@@ -239,7 +239,8 @@ display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the 
 # ## SVE, LSVR and accuracy against noise (the Fig. 5 analogue)
 #
 # Top panels: the spectral metric of the frozen features (ID: SVE on the ID test sets; OOD: LSVR
-# on each target set, averaged over targets and tasks). Bottom panels: the linear-probing
+# on each target set, averaged over each task's targets; one curve per task, never averaged
+# across tasks). Bottom panels: the linear-probing
 # accuracy on the same data with all of the training data (chapter 2's protocol):
 # {numref}`fig-3-4` for ID data, {numref}`fig-3-5` for OOD data.
 
@@ -249,12 +250,12 @@ def frozen_metric(name, tasks, exclude=("train",)):
                   & ~frozen["test_set"].isin(exclude)]
     if part.empty:   # e.g. the authors' preprocessing in units stored before it existed
         return part
-    return plots.mean_over(plots.mean_over(part, "test_set"), "task")
+    # per task (tasks are never averaged together: their trends can point opposite ways)
+    return plots.mean_over(part, "test_set")
 
 
 def lp_accuracy(tasks, test_set):
-    part = accuracy[accuracy["task"].isin(tasks) & (accuracy["test_set"] == test_set)]
-    return plots.mean_over(part, "task")
+    return accuracy[accuracy["task"].isin(tasks) & (accuracy["test_set"] == test_set)]
 
 
 spread = (f"SVE / LSVR: {n_pretrain} pre-training seed" + (": no spread" if n_pretrain == 1
@@ -266,7 +267,7 @@ if id_tasks:
                   lp_accuracy(id_tasks, "test"))
     plots.show(plots.noise_panels(
         {"SVE, ID test features": fig5["id"][0], "ID LP accuracy (%)": fig5["id"][1]},
-        group_by=["backbone"], cols=1,
+        group_by=["backbone", "task"], cols=1,
         y_titles={"SVE, ID test features": "SVE", "ID LP accuracy (%)": "accuracy (%)"},
         title="Figure 3.4: singular value entropy and ID accuracy vs pre-training noise",
         caption=plots.caption(scale=result.scale,
@@ -279,7 +280,8 @@ if ood_tasks:
     fig5["ood"] = (frozen_metric("lsvr", ood_tasks), lp_accuracy(ood_tasks, "mean"))
     plots.show(plots.noise_panels(
         {"LSVR, OOD target features": fig5["ood"][0], "OOD LP accuracy (%)": fig5["ood"][1]},
-        group_by=["backbone"], cols=1,
+        group_by=["backbone", "task"], cols=1,
+        chance={"OOD LP accuracy (%)": plots.chance_levels(ood_tasks)},
         y_titles={"LSVR, OOD target features": "LSVR", "OOD LP accuracy (%)": "accuracy (%)"},
         title="Figure 3.5: largest singular value ratio and OOD accuracy vs pre-training noise",
         caption=plots.caption(scale=result.scale,
@@ -303,7 +305,7 @@ for kind, name, paper_metric in (("id", "SVE, ID test features", "sve"),
             authors_panels[f"{name}: authors' preprocessing"] = authors_metric[kind]
 if any("authors'" in k for k in authors_panels):
     plots.show(plots.noise_panels(
-        authors_panels, group_by=["backbone"], cols=2,
+        authors_panels, group_by=["backbone", "task"], cols=2,
         title="SVE and LSVR vs pre-training noise under both preprocessings",
         caption=plots.caption(scale=result.scale,
                               data=upstream_to(id_tasks + ood_tasks),
@@ -330,14 +332,14 @@ metric_tables = [m.assign(quantity=q) for q, m in
                   ("SVE (ID), authors' preprocessing", authors_metric["id"]),
                   ("LSVR (OOD), authors' preprocessing", authors_metric["ood"]))
                  if m is not None and not m.empty]
-display(plots.mean_ci_table(pd.concat(metric_tables), ["quantity", "backbone"], "noise",
+display(plots.mean_ci_table(pd.concat(metric_tables), ["quantity", "backbone", "task"], "noise",
                             digits=3).style.set_caption(
     f"Table 3.1: spectral metrics of the frozen features; {result.description}"))
 
 # %% [markdown]
 # ## Correlations
 #
-# Pearson's r and Spearman's ρ between seed means across noise levels, per backbone. The paper
+# Pearson's r and Spearman's ρ between seed means across noise levels, per backbone and task. The paper
 # expects SVE and LSVR to rise with noise and OOD accuracy to fall as LSVR rises (negative r);
 # for ID the relation is not monotone (slight noise helps, more hurts). With few noise levels
 # (`n`) a correlation is weak evidence: read it with {numref}`fig-3-4` and {numref}`fig-3-5`.
@@ -350,21 +352,24 @@ def as_noise(df):
 pairs = []
 if "id" in fig5:
     sve, acc = fig5["id"]
-    pairs += [plots.metric_correlations(as_noise(sve), sve, by=["backbone"], x_name="noise",
+    pairs += [plots.metric_correlations(as_noise(sve), sve, by=["backbone", "task"],
+                                        x_name="noise",
                                         y_name="SVE (ID)"),
-              plots.metric_correlations(sve, acc, by=["backbone"], x_name="SVE (ID)",
+              plots.metric_correlations(sve, acc, by=["backbone", "task"], x_name="SVE (ID)",
                                         y_name="ID accuracy")]
 if "ood" in fig5:
     lsvr, acc = fig5["ood"]
-    pairs += [plots.metric_correlations(as_noise(lsvr), lsvr, by=["backbone"], x_name="noise",
+    pairs += [plots.metric_correlations(as_noise(lsvr), lsvr, by=["backbone", "task"],
+                                        x_name="noise",
                                         y_name="LSVR (OOD)"),
-              plots.metric_correlations(lsvr, acc, by=["backbone"], x_name="LSVR (OOD)",
+              plots.metric_correlations(lsvr, acc, by=["backbone", "task"], x_name="LSVR (OOD)",
                                         y_name="OOD accuracy")]
 correlations = pd.concat(pairs, ignore_index=True)
 correlations["backbone"] = correlations["backbone"].map(plots.human_label)
+correlations["task"] = correlations["task"].map(plots.task_label)
 correlations = correlations.rename(columns={"pearson_r": "Pearson r", "spearman_rho": "Spearman ρ",
                                             "backbone": "model"})
-display(correlations.set_index(["pair", "model"]).style.format(
+display(correlations.set_index(["pair", "model", "task"]).style.format(
     {"Pearson r": "{:+.2f}", "Spearman ρ": "{:+.2f}"}).set_caption(
     "Table 3.2: correlations across noise levels (n = number of noise levels)"))
 
@@ -422,12 +427,11 @@ def clip_frozen_metric(name, tasks):
                        & (clip_frozen["test_set"] != "train")]
     if part.empty:   # e.g. the authors' preprocessing in units stored before it existed
         return part
-    return plots.mean_over(plots.mean_over(part, "test_set"), "task")
+    return plots.mean_over(part, "test_set")
 
 
 def clip_lp_accuracy(tasks, test_set):
-    part = clip_lp[clip_lp["task"].isin(tasks) & (clip_lp["test_set"] == test_set)]
-    return plots.mean_over(part, "task")
+    return clip_lp[clip_lp["task"].isin(tasks) & (clip_lp["test_set"] == test_set)]
 
 
 clip_panels = {}
@@ -447,7 +451,8 @@ if clip_ood:
 clip_panels.update({k: v for k, v in clip_authors.items() if not v.empty})
 clip_not_stored = [k for k, v in clip_authors.items() if v.empty]
 plots.show(plots.noise_panels(
-    clip_panels, group_by=["backbone"], cols=2, x_title="captions swapped (%)",
+    clip_panels, group_by=["backbone", "task"], cols=2, x_title="captions swapped (%)",
+    chance={"OOD LP accuracy (%)": plots.chance_levels(clip_ood)} if clip_ood else None,
     title=("Figure 3.6: CLIP image features: SVE, LSVR (paper's definition, and the authors' "
            "preprocessing where stored) and LP accuracy vs caption noise"),
     caption=plots.scale_caption(clip_pipe.scale, clip_rows[clip_rows["method"].isin(
@@ -456,8 +461,10 @@ plots.show(plots.noise_panels(
 # %% tags=["remove-input"]
 clip_lines = []
 for title, df in clip_panels.items():
-    word, values = trend(df)
-    clip_lines.append(f"- {title}: {word} as caption noise grows ({values}).")
+    for task, part in df.groupby("task"):   # per task: never averaged across tasks
+        word, values = trend(part)
+        clip_lines.append(f"- {title}, {plots.task_label(task)}: {word} as caption noise "
+                          f"grows ({values}).")
 clip_lines += [f"- {title}: not stored (units stored before nml kept this preprocessing)."
                for title in clip_not_stored]
 clip_lines.append(

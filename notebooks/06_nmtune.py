@@ -96,34 +96,43 @@ params = ChapterParams.from_dict(scale=scale, noise=noise, lam=lam, backbone=bac
                                  task=task, compute=compute, data_root=data_root, device=device)
 pipe, (main, sweep) = run_chapter("06_nmtune", params, progress=False)
 rows = plots.headline_rows(main.rows)
-avg = plots.average_by_kind(main.rows)
-summary = plots.summarize_over_seeds(avg, ["backbone", "kind", "metric", "method", "noise"])
 display(Markdown(f"**Scale:** {main.description}. NMTune weight λ = {params.lam:g}; noise levels "
                  f"{', '.join(f'{n:.0%}' for n in sorted(rows['noise'].unique()))}."))
 
 # %% [markdown]
 # ## Accuracy, F1 and the spectrum against pre-training noise
 #
-# One figure per backbone, laid out as the paper's Fig. 7: ID results on the left, OOD on the
-# right; accuracy, then macro-F1, then the spectral measure the paper pairs with each (SVE for
-# ID, LSVR for OOD): {numref}`fig-6-1` for the first backbone. Where a scale has several ID or
-# OOD tasks, each run's numbers are averaged over them first (the paper's "average ID / OOD"),
-# so the error bars are over seeds.
+# One figure per backbone, with the panels of the paper's Fig. 7: for each task (ID first), its
+# accuracy, its macro-F1 and the spectral measure the paper pairs with it (SVE for ID, LSVR for
+# OOD): {numref}`fig-6-1` for the first backbone. The paper averages its ID and its OOD tasks;
+# here every task keeps its own row of panels, because tasks whose trends point opposite ways
+# would cancel in an average. OOD accuracy panels draw the chance level; the error bars are over
+# seeds.
 
 # %% tags=["hide-input"]
+from nml.data import TASKS
+
 fig_no = 0
-PANELS = {"ID accuracy (%)": ("ID", "accuracy"), "OOD accuracy (%)": ("OOD", "accuracy"),
-          "ID macro-F1 (%)": ("ID", "f1"), "OOD macro-F1 (%)": ("OOD", "f1"),
-          "ID SVE (higher: flatter spectrum)": ("ID", "sve"),
-          "OOD LSVR (lower: larger σ1 share)": ("OOD", "lsvr")}
-for bb in sorted(avg["backbone"].unique()):
+# each task's panels: (metric, panel label); the spectral measure the paper pairs with its kind
+TASK_PANELS = {"id": (("accuracy", "accuracy (%)"), ("f1", "macro-F1 (%)"),
+                      ("sve", "SVE (higher: flatter spectrum)")),
+               "ood": (("accuracy", "accuracy (%)"), ("f1", "macro-F1 (%)"),
+                       ("lsvr", "LSVR (lower: larger σ1 share)"))}
+task_order = sorted(rows["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
+for bb in sorted(rows["backbone"].unique()):
     fig_no += 1
-    panels = {name: avg[(avg["backbone"] == bb) & (avg["kind"] == kind) & (avg["metric"] == m)]
-              for name, (kind, m) in PANELS.items()}
-    panels = {name: df for name, df in panels.items() if len(df)}
+    panels, chance = {}, {}
+    for t in task_order:
+        for m, label in TASK_PANELS[TASKS[t].kind]:
+            part = rows[(rows["backbone"] == bb) & (rows["task"] == t) & (rows["metric"] == m)]
+            if len(part):
+                panels[f"{plots.task_label(t)}: {label}"] = part
+        if TASKS[t].kind == "ood":
+            chance[f"{plots.task_label(t)}: accuracy (%)"] = plots.chance_levels([t])
     fig = plots.noise_panels(
-        panels, title=f"Figure 6.{fig_no}: LP vs MLP tuning vs NMTune, "
-                      f"{plots.BACKBONE_LABELS.get(bb, bb)}",
+        panels, cols=3, chance=chance,
+        title=f"Figure 6.{fig_no}: LP vs MLP tuning vs NMTune, "
+              f"{plots.BACKBONE_LABELS.get(bb, bb)}",
         caption=plots.scale_caption(pipe.scale, rows[(rows["backbone"] == bb)
                                                      & (rows["metric"] == "accuracy")],
                                     extra=f"NMTune λ = {params.lam:g}"))
@@ -235,8 +244,6 @@ explorer = lambda_explorer(
 
 # %% tags=["hide-input"]
 import pandas as pd
-
-from nml.data import TASKS
 
 clip_pipe, clip_results = run_chapter("clip", params, progress=False)
 clip_rows = clip_results[1].rows

@@ -67,6 +67,22 @@ def test_accuracy_vs_noise_std_errors_and_grouping_by_task_only():
     np.testing.assert_allclose(mlp.error_y.array, [0.0, 0.02, 0.01], atol=1e-12)
 
 
+def test_chance_levels_are_drawn_once_per_class_count_and_only_where_asked():
+    levels = plots.chance_levels(["cifar10c", "pacs_photo", "pacs_heldout_sketch"])
+    assert levels == {"chance, 7 classes": pytest.approx(100 / 7),
+                      "chance, 10 classes": pytest.approx(10.0)}
+    fig = plots.accuracy_vs_noise(_rows(CELLS), chance=levels)
+    assert sorted(shape.y0 for shape in fig.layout.shapes) == pytest.approx([10.0, 100 / 7])
+    assert [t.name for t in fig.data][-2:] == ["chance, 7 classes", "chance, 10 classes"]
+    assert not plots.accuracy_vs_noise(_rows(CELLS)).layout.shapes
+    # in a panel grid, the lines go into the named panel only, one legend entry each
+    grid = plots.noise_panels({"ID": _rows(CELLS), "OOD": _rows(CELLS), "OOD 2": _rows(CELLS)},
+                              cols=3, chance={"OOD": {"chance, 7 classes": 100 / 7},
+                                              "OOD 2": {"chance, 7 classes": 100 / 7}})
+    assert [shape.yref for shape in grid.layout.shapes] == ["y2", "y3"]
+    assert [t.name for t in grid.data].count("chance, 7 classes") == 1
+
+
 def test_accuracy_vs_noise_bad_input_is_a_clear_error():
     with pytest.raises(NMLError, match="lacks column"):
         plots.accuracy_vs_noise(pd.DataFrame({"noise": [0.1], "value": [1.0]}))
