@@ -217,7 +217,7 @@ METHOD_LABELS = {
 TASK_LABELS = {
     "cifar10": "CIFAR-10", "caltech101": "Caltech-101", "cifar100": "CIFAR-100",
     "pacs_photo": "PACS photo → other domains", "pacs_sketch": "PACS sketch → other domains",
-    "pacs_heldout_sketch": "PACS photo + art + cartoon → sketch",
+    "pacs_heldout_sketch": "PACS 3 domains → sketch",
     "cifar10c": "CIFAR-10 → CIFAR-10-C", "synthetic_id": "synthetic ID",
     "synthetic_upstream": "synthetic upstream set",
     "synthetic_ood_photo": "synthetic photo → other domains",

@@ -262,7 +262,8 @@ def noise_panels(panels: Mapping[str, pd.DataFrame], *, x: str = "noise",
             fig.update_yaxes(title_text=y_titles[name], row=r, col=c)
     fig.update_layout(title=title or "metrics vs pre-training noise",
                       height=120 + panel_height * rows, template="plotly_white",
-                      legend_title_text=legend_title or " / ".join(group_by))
+                      legend_title_text=legend_title or " / ".join(
+                          COLUMN_LABELS.get(c, c) for c in group_by))
     if caption:
         add_caption(fig, caption + " · " + bars_text(
             error, np.concatenate([s["n"].to_numpy() for s in summaries.values()])))

@@ -115,9 +115,17 @@ from nml.data import TASKS
 fig_no = 0
 # each task's panels: (metric, panel label); the spectral measure the paper pairs with its kind
 TASK_PANELS = {"id": (("accuracy", "accuracy (%)"), ("f1", "macro-F1 (%)"),
-                      ("sve", "SVE (higher: flatter spectrum)")),
+                      ("sve", "SVE (higher: flatter)")),
                "ood": (("accuracy", "accuracy (%)"), ("f1", "macro-F1 (%)"),
                        ("lsvr", "LSVR (lower: larger σ1 share)"))}
+
+
+def panel_title(task, label):
+    """Two short lines over a panel: the task (OOD tasks' names say where they go), the metric."""
+    name = plots.task_label(task) if TASKS[task].kind == "id" else plots.human_label(task)
+    return f"{name}<br>{label}"
+
+
 task_order = sorted(rows["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
 for bb in sorted(rows["backbone"].unique()):
     fig_no += 1
@@ -126,9 +134,9 @@ for bb in sorted(rows["backbone"].unique()):
         for m, label in TASK_PANELS[TASKS[t].kind]:
             part = rows[(rows["backbone"] == bb) & (rows["task"] == t) & (rows["metric"] == m)]
             if len(part):
-                panels[f"{plots.task_label(t)}: {label}"] = part
+                panels[panel_title(t, label)] = part
         if TASKS[t].kind == "ood":
-            chance[f"{plots.task_label(t)}: accuracy (%)"] = plots.chance_levels([t])
+            chance[panel_title(t, "accuracy (%)")] = plots.chance_levels([t])
     fig = plots.noise_panels(
         panels, cols=3, chance=chance,
         title=f"Figure 6.{fig_no}: LP vs MLP tuning vs NMTune, "
@@ -136,6 +144,7 @@ for bb in sorted(rows["backbone"].unique()):
         caption=plots.scale_caption(pipe.scale, rows[(rows["backbone"] == bb)
                                                      & (rows["metric"] == "accuracy")],
                                     extra=f"NMTune λ = {params.lam:g}"))
+    fig.update_annotations(font_size=12)   # the two-line panel titles of three columns
     plots.show(fig)
 
 
