@@ -154,11 +154,17 @@ def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
     return fig
 
 
-def chance_levels(tasks: Sequence[str]) -> dict[str, float]:
+def chance_levels(tasks: Sequence[str], *, averaged: bool = False) -> dict[str, float]:
     """``{legend label: accuracy %}`` of guessing, one entry per class count among ``tasks``
     (e.g. ``"chance, 7 classes": 14.29``): the floor an OOD accuracy figure draws, so that a
-    task sitting on it reads as carrying no signal. Used by chapters 02, 03 and 06."""
+    task sitting on it reads as carrying no signal. ``averaged``: one entry, the mean of the
+    tasks' chance levels, the floor of an accuracy averaged over those tasks. Used by chapters
+    02-06 and 08."""
     from .data import TASKS, chance_accuracy
+    if averaged:
+        tasks = sorted(set(tasks))
+        return {f"chance, mean over {len(tasks)} task{'s' if len(tasks) > 1 else ''}":
+                float(np.mean([chance_accuracy(t) for t in tasks]))} if tasks else {}
     levels = {}
     for task in sorted(set(tasks), key=lambda t: TASKS[t].num_classes):
         levels[f"chance, {TASKS[task].num_classes} classes"] = chance_accuracy(task)

@@ -82,6 +82,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from nml import plots
+from nml.data import TASKS
 from nml.chapters import (ASYMMETRIC_TASK_ROLES, CIFAR100_CLASSES, CIFAR100_RELATED_TO_CIFAR10,
                           ChapterParams, related_upstream_classes, run_chapter)
 
@@ -202,6 +203,8 @@ relations = "; ".join(
 fig = plots.noise_panels(
     panels, title="Figure 8.2: downstream accuracy vs asymmetric pre-training noise",
     y_titles={k: "accuracy (%)" for k in panels},
+    chance={plots.task_label(t): plots.chance_levels([t]) for t in tasks_shown
+            if TASKS[t].kind == "ood"},
     caption=plots.scale_caption(pipe.scale, acc,
                                 extra=f"asymmetric noise among {len(related)} related upstream "
                                       f"classes; relation of each task to them: {relations} · "

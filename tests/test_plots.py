@@ -75,6 +75,10 @@ def test_chance_levels_are_drawn_once_per_class_count_and_only_where_asked():
     assert sorted(shape.y0 for shape in fig.layout.shapes) == pytest.approx([10.0, 100 / 7])
     assert [t.name for t in fig.data][-2:] == ["chance, 7 classes", "chance, 10 classes"]
     assert not plots.accuracy_vs_noise(_rows(CELLS)).layout.shapes
+    # an accuracy averaged over tasks sits on the mean of their chance levels
+    assert plots.chance_levels(["cifar10c", "pacs_photo"], averaged=True) == {
+        "chance, mean over 2 tasks": pytest.approx((10.0 + 100 / 7) / 2)}
+    assert plots.chance_levels([], averaged=True) == {}
     # in a panel grid, the lines go into the named panel only, one legend entry each
     grid = plots.noise_panels({"ID": _rows(CELLS), "OOD": _rows(CELLS), "OOD 2": _rows(CELLS)},
                               cols=3, chance={"OOD": {"chance, 7 classes": 100 / 7},
