@@ -87,7 +87,8 @@ def test_round_trip_imports_what_a_direct_run_computes(lease_run, tmp_path, monk
         # A tiny model trains in 10-25 s on a quiet core; at several runnable processes per
         # core none finishes in the minute. Then only the bundle's form can be checked here.
         pytest.skip(f"no unit finished in the 1-minute lease at load {load:.1f} per core")
-    assert any(u["label"].startswith("pretrain resnet_micro") for u in units)
+    assert any(u["label"].startswith("pretrain resnet_micro") for u in units), \
+        f"no pre-training among the finished units {[u['label'] for u in units]} (load {load:.1f})"
     assert {u["worker"] for u in units if "worker" in u} <= {0, 1}
 
     fresh = ResultStore(tmp_path / "fresh")
