@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("grid", help="compute (or replay) every unit a chapter shows")
     p.add_argument("--chapter", default="all", help="e.g. 02_linear_probe, a comma list, or all")
-    p.add_argument("--scale", default="tiny", help="tiny | cpu | cifar")
+    p.add_argument("--scale", default="tiny", help="tiny | cpu | cpu_seeds | cifar")
     p.add_argument("--noise", type=float, default=0.1, help="the chapters' detail noise ratio")
     p.add_argument("--backbone", default=None)
     p.add_argument("--task", default=None)
