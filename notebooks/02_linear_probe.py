@@ -35,8 +35,9 @@
 # claims with confidence intervals. Every OOD figure draws the chance level of its tasks.
 
 # %% tags=["parameters", "hide-input"]
-# auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
-# computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
+# auto: the best scale whose results are all stored (cifar, then cpu_seeds, then cpu); otherwise
+# the tiny scale, computed on the spot on any CPU. Or name one: "tiny", "cpu", "cpu_seeds",
+# "cifar".
 scale = "auto"
 # One more pre-training noise ratio to include (a fraction in [0, 1)); it joins the scale's own
 # levels (0, 10, 30 % at the tiny and cpu scales; 0, 5, 10, 20, 30 % at cifar) unless already one.

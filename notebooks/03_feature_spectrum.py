@@ -57,8 +57,9 @@
 # the first: they are marked "not stored".
 
 # %% tags=["parameters", "hide-input"]
-# auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
-# computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
+# auto: the best scale whose results are all stored (cifar, then cpu_seeds, then cpu); otherwise
+# the tiny scale, computed on the spot on any CPU. Or name one: "tiny", "cpu", "cpu_seeds",
+# "cifar".
 scale = "auto"
 # The noisy model that Figures 3.1 and 3.2 compare with the clean one (a fraction in [0, 1));
 # it joins the scale's own noise levels if it is not already one of them.

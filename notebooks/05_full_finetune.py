@@ -43,7 +43,7 @@
 # figure; `scale="auto"` takes the best scale whose results are all stored.
 
 # %% tags=["parameters", "hide-input"]
-scale = "auto"      # auto | tiny | cpu | cifar; auto: the best scale whose results are all stored
+scale = "auto"      # auto | tiny | cpu | cpu_seeds | cifar; auto: the best fully stored scale
 noise = 0.1         # the noisy model the text compares with the clean one (joins the grid)
 lora_ratio = 8      # LoRA rank: in_features // lora_ratio, ViT backbones only (paper: 8)
 backbone = None     # one backbone name, or None for every backbone of the scale

@@ -76,7 +76,7 @@
 # is chosen by `scale`: `auto` takes the best scale whose results are all stored.
 
 # %% tags=["parameters", "hide-input"]
-scale = "auto"      # auto | tiny | cpu | cifar; auto: the best scale whose results are all stored
+scale = "auto"      # auto | tiny | cpu | cpu_seeds | cifar; auto: the best fully stored scale
 noise = 0.1         # the noisy model the λ sweep compares with the clean one (joins the grid)
 lam = 0.01          # NMTune weight λ of the main comparison (paper: 0.01 for all experiments)
 backbone = None     # one backbone name, or None for every backbone of the scale

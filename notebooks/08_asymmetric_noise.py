@@ -57,8 +57,9 @@
 # stored under the experiment name `asymmetric` (`results/index.csv`).
 
 # %% tags=["parameters", "hide-input"]
-# auto: the best scale whose results are all stored (cifar, then cpu); otherwise the tiny scale,
-# computed on the spot on any CPU. Or name one: "tiny", "cpu", "cifar".
+# auto: the best scale whose results are all stored (cifar, then cpu_seeds, then cpu); otherwise
+# the tiny scale, computed on the spot on any CPU. Or name one: "tiny", "cpu", "cpu_seeds",
+# "cifar".
 scale = "auto"
 # One more asymmetric noise ratio to include (a fraction in [0, 1), the rate within the related
 # classes); it joins the paper's levels 0, 2.5, 5 and 10 % if it is not one of them already.

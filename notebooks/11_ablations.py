@@ -47,8 +47,9 @@
 # detector is far beyond a CPU session. This book covers classification transfer only.
 
 # %% tags=["parameters", "hide-input"]
-# auto: the best scale whose ablation units are all stored (cifar, then cpu); otherwise the tiny
-# scale, computed on the spot on any CPU (about 1 s per unit). Or name one: "tiny", "cpu", "cifar".
+# auto: the best scale whose ablation units are all stored (cifar, then cpu_seeds, then cpu);
+# otherwise the tiny scale, computed on the spot on any CPU (about 1 s per unit). Or name one:
+# "tiny", "cpu", "cpu_seeds", "cifar".
 scale = "auto"
 # The noisy pre-trained model compared with the clean one (a fraction in [0, 1); the paper's
 # ablations use 5 % and 10 %).
