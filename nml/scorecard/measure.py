@@ -178,11 +178,14 @@ def score(index: pd.DataFrame, claim: Claim | str, scale: str) -> ScoreRow:
     if opposite_signs(cells):
         reason = "opposite signs across tasks, judged per task: " + reason
     by_model = m.replicate.startswith("pre-training seed")
+    # The seeds that enter the effect: a seed stored at one noise level only pairs with nothing.
+    seeds = m.pretrain_seeds if not by_model or headline is None else \
+        min(m.pretrain_seeds, max([headline.n] + [iv.n for iv in cells.values()]))
     if claim.about_pretraining and result in ("reproduced", "partly", "inconclusive") and (
-            not by_model or m.pretrain_seeds < MIN_PRETRAIN_SEEDS):
+            not by_model or seeds < MIN_PRETRAIN_SEEDS):
         result = "untestable"
-        reason = (f"a claim about pre-training noise, measured over {m.pretrain_seeds} "
-                  f"pre-training seed{'s' if m.pretrain_seeds != 1 else ''} (needs "
+        reason = (f"a claim about pre-training noise, measured over {seeds} "
+                  f"pre-training seed{'s' if seeds != 1 else ''} (needs "
                   f"{MIN_PRETRAIN_SEEDS}); replicate = {m.replicate}")
     return ScoreRow(m, headline, cells, secondary, result, reason, control)
 
