@@ -317,6 +317,18 @@ def test_opposite_signs_across_tasks_are_never_averaged_on_the_page_or_in_chapte
     assert "+0.58" not in c2_row and "-5.00" in c2_row
 
 
+def test_the_three_seed_cap_counts_only_seeds_that_enter_the_effect():
+    # seed 2 is stored at 0 % only: it pairs with nothing, so the effect rests on 2 seeds
+    rows = _tune_rows({0.0: [50.0, 51.0, 52.0], 0.3: [44.0, 45.5]},
+                      task="synthetic_ood_photo", test_sets=OOD_SETS)
+    row = sc.score(_index(rows), _by_id("C2"), "tiny")
+    assert row.headline.n == 2 and row.measurement.pretrain_seeds == 3
+    assert row.verdict == "untestable" and "measured over 2 pre-training seeds" in row.reason
+    full = _tune_rows({0.0: [50.0, 51.0, 52.0], 0.3: [44.0, 45.5, 45.0]},
+                      task="synthetic_ood_photo", test_sets=OOD_SETS)
+    assert sc.score(_index(full), _by_id("C2"), "tiny").verdict == "reproduced"
+
+
 def test_rectification_needs_something_to_rectify_and_lp_control_is_reported():
     lp = _tune_rows({0.0: [72.0, 72.0, 72.0], 0.1: [70.0, 70.5, 71.0]})   # clean best under LP
     nm = _tune_rows({0.0: [75.0, 75.0, 75.0], 0.1: [73.0, 73.0, 73.0]}, method="nmtune")
