@@ -77,7 +77,8 @@ from .labels import (BACKBONE_LABELS, COLUMN_LABELS, ERROR_KINDS, METHOD_LABELS,
                      scale_caption, seeds_text, task_label)
 from .spectrum_figures import lambda_slider_figure, spectrum_figure
 from .tables import (SPECTRUM_KEY, average_by_kind, bars_text, best_noise, collapse_corruptions,
-                     compare_variants, format_effect, headline_rows, mean_ci_table, mean_over,
+                     compare_variants, format_effect, headline_by_task, headline_rows,
+                     mean_ci_table, mean_over,
                      metric_correlations, noise_effect, pick_spectra, readable_table,
                      summarize_over_seeds)
 
@@ -94,9 +95,9 @@ __all__ = [
     "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
     "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
     "metric_correlations", "best_noise", "pick_spectra", "compare_variants", "bars_text",
-    "readable_table",
+    "readable_table", "headline_by_task",
     # figures
-    "accuracy_vs_noise", "chance_levels", "noise_panels", "label_noise_panels", "gap_bars_figure",
+    "accuracy_vs_noise", "chance_levels", "chance_by_task_label", "noise_panels", "label_noise_panels", "gap_bars_figure",
     "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
 ]
 
@@ -169,6 +170,15 @@ def chance_levels(tasks: Sequence[str], *, averaged: bool = False) -> dict[str, 
     for task in sorted(set(tasks), key=lambda t: TASKS[t].num_classes):
         levels[f"chance, {TASKS[task].num_classes} classes"] = chance_accuracy(task)
     return levels
+
+
+def chance_by_task_label(tasks: Sequence[str]) -> dict[str, dict[str, float]]:
+    """``{task_label(task): chance_levels([task])}`` for the OOD tasks among ``tasks``: the
+    ``chance`` argument of a figure whose panels or rows are keyed by the task's name in words
+    (:func:`headline_by_task`). Used by chapter 11_ablations."""
+    from .data import TASKS
+    return {task_label(t): chance_levels([t]) for t in sorted(set(tasks))
+            if TASKS[t].kind == "ood"}
 
 
 def _draw_chance(fig: go.Figure, levels: Mapping[str, float], row=None, col=None) -> None:
@@ -393,7 +403,8 @@ def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], fact
                   level: str = "level", row: str = "kind", color: str = "noise",
                   references: pd.DataFrame | None = None, y_title: str = "accuracy (%)",
                   title: str | None = None, caption: str | None = None,
-                  error: str = "ci95") -> go.Figure:
+                  error: str = "ci95",
+                  chance: Mapping[str, Mapping[str, float]] | None = None) -> go.Figure:
     """One-factor-at-a-time ablation panels: a column per factor, a row per ``row`` value
     (e.g. ID / OOD), the factor's levels on x (in the order ``levels[factor]`` gives), one line
     per ``color`` value (pre-training noise) with mean ± error over seeds.
@@ -402,7 +413,9 @@ def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], fact
     ``row``, ``color``, ``mean``, ``err``, ``n``. ``references`` (optional): columns ``row``,
     ``color``, ``method``, ``mean``; each row is drawn as a horizontal line across that row's
     panels in the colour of its noise level (dotted for MLP tuning, dash-dot otherwise), so
-    every variant can be read against MLP tuning and LP.
+    every variant can be read against MLP tuning and LP. ``chance``: ``{row value:
+    chance_levels(...)}`` (:func:`chance_by_task_label`), drawn as dotted lines across that
+    row's panels.
 
     Used by chapter 11_ablations.
     """
@@ -447,6 +460,7 @@ def factor_panels(summary: pd.DataFrame, *, levels: Mapping[str, Sequence], fact
                                       line_dash="dot" if ref["method"] == "mlp" else "dashdot")
             fig.update_xaxes(type="category", categoryorder="array", categoryarray=order,
                              row=r, col=c)
+            _draw_chance(fig, (chance or {}).get(row_value, {}), row=r, col=c)
         fig.update_yaxes(title_text=f"{row_value}: {y_title}", row=r, col=1)
     fig.update_layout(title=title, template="plotly_white", height=140 + 300 * len(rows),
                       legend_title_text="pre-training noise" if color == "noise" else color)

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import NMLError
-from .labels import COLUMN_LABELS, check_columns, error_label, human_label
+from .labels import COLUMN_LABELS, check_columns, error_label, human_label, task_label
 
 __all__ = ["bars_text", "summarize_over_seeds", "mean_over", "collapse_corruptions",
            "mean_ci_table", "readable_table", "noise_effect", "format_effect",
            "metric_correlations", "SPECTRUM_KEY", "headline_rows", "pick_spectra",
-           "compare_variants", "average_by_kind", "best_noise"]
+           "compare_variants", "average_by_kind", "best_noise", "headline_by_task"]
 
 def bars_text(error: str, n) -> str:
     """What a figure's error bars are, consistent with its seeds: "error bars: 95% t-interval
@@ -291,6 +291,17 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[keep]
 
 
+def headline_by_task(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`headline_rows` with the test set dropped and ``task`` in words
+    (:func:`nml.labels.task_label`, e.g. "CIFAR-10 (ID)"): one row per run and task, for tables
+    and panels that keep every task apart instead of averaging a kind (:func:`average_by_kind`).
+
+    Used by chapter 11_ablations.
+    """
+    out = headline_rows(df).drop(columns="test_set")
+    return out.assign(task=out["task"].map(task_label))
+
+
 def pick_spectra(spectra: Mapping, *, by: str, **where) -> dict:
     """``{value of field by: singular values}`` out of a GridResult's ``spectra`` dict.
 
@@ -320,47 +331,50 @@ def pick_spectra(spectra: Mapping, *, by: str, **where) -> dict:
 def compare_variants(frames: Mapping[str, pd.DataFrame], metrics: Sequence[str], *,
                      reference: str, digits: int = 2) -> pd.DataFrame:
     """Each variant's mean ± 95 % t-interval over seeds and its paired difference to
-    ``reference``, per metric, task kind (:func:`average_by_kind`) and noise level.
+    ``reference``, per metric, task and noise level.
 
-    ``frames``: ``{variant name: tidy tuning rows}``; the difference pairs runs by pre-trained
-    model and tuning seed. A metric a variant's units do not store (e.g. the authors'
-    spectrum preprocessing in units stored before it existed) reads "not stored", never 0.
-    Returns one row per (metric, kind, noise) with a column per variant and one per difference.
+    ``frames``: ``{variant name: tidy tuning rows}``; each task contributes its headline test
+    set (:func:`headline_rows`), and tasks are never averaged together, so that two effects of
+    opposite sign cannot cancel. The difference pairs runs by pre-trained model and tuning
+    seed. A metric a variant's units do not store (e.g. the authors' spectrum preprocessing in
+    units stored before it existed) reads "not stored", never 0. Returns one row per (metric,
+    task, noise), the task named by :func:`nml.labels.task_label`, with a column per variant
+    and one per difference.
 
     Used by chapter 11_ablations (the paper's NMTune against the authors' code).
     """
-    keys = ["kind", "noise", "pretrain_seed", "seed"]
+    keys = ["task", "noise", "pretrain_seed", "seed"]
     out = []
     for metric in metrics:
         per = {}
         for name, df in frames.items():
             part = df[df["metric"] == metric]
-            per[name] = average_by_kind(part)[[*keys, "value"]] if len(part) else None
+            per[name] = headline_rows(part)[[*keys, "value"]] if len(part) else None
         cells = {}
         for name, df in per.items():
             if df is None:
                 continue
-            for r in summarize_over_seeds(df, ["kind", "noise"]).itertuples():
-                cells.setdefault((r.kind, r.noise), {})[name] = \
+            for r in summarize_over_seeds(df, ["task", "noise"]).itertuples():
+                cells.setdefault((r.task, r.noise), {})[name] = \
                     f"{r.mean:.{digits}f} ± {r.err:.{digits}f} (n={r.n})"
             if name != reference and per[reference] is not None:
                 paired = df.merge(per[reference], on=keys, suffixes=("", "_ref"))
                 paired["diff"] = paired["value"] - paired["value_ref"]
-                for r in summarize_over_seeds(paired, ["kind", "noise"], value="diff").itertuples():
+                for r in summarize_over_seeds(paired, ["task", "noise"], value="diff").itertuples():
                     star = " *" if r.n > 1 and abs(r.mean) > r.err else ""
-                    cells.setdefault((r.kind, r.noise), {})[f"{name} − {reference}"] = \
+                    cells.setdefault((r.task, r.noise), {})[f"{name} − {reference}"] = \
                         f"{r.mean:+.{digits}f} ± {r.err:.{digits}f}{star}"
-        kinds_noise = sorted(cells) or []
-        for kind, noise in kinds_noise:
-            row = {"metric": metric, "kind": kind, "noise": f"{noise * 100:g}%"}
+        tasks_noise = sorted(cells)
+        for task, noise in tasks_noise:
+            row = {"metric": metric, "task": task_label(task), "noise": f"{noise * 100:g}%"}
             for name in frames:
-                row[name] = cells[(kind, noise)].get(name, "not stored")
+                row[name] = cells[(task, noise)].get(name, "not stored")
                 if name != reference:
                     diff = f"{name} − {reference}"
-                    row[diff] = cells[(kind, noise)].get(diff, "not stored")
+                    row[diff] = cells[(task, noise)].get(diff, "not stored")
             out.append(row)
-        if not kinds_noise:
-            out.append({"metric": metric, "kind": "", "noise": "",
+        if not tasks_noise:
+            out.append({"metric": metric, "task": "", "noise": "",
                         **{name: "not stored" for name in frames}})
     return pd.DataFrame(out)
 

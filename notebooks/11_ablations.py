@@ -107,11 +107,14 @@ for grid, result in zip(grids, results):
         default_rows = rows
         continue
     frames.append(rows.assign(factor=label[0], level=label[1]))
-ablation = plots.average_by_kind(pd.concat(frames, ignore_index=True))
-ablation = ablation.drop_duplicates(["factor", "level", "kind", "noise", "pretrain_seed", "seed"])
-refs = plots.average_by_kind(references)
-ref_summary = plots.summarize_over_seeds(refs, ["kind", "noise", "method"])
-summary = plots.summarize_over_seeds(ablation, ["factor", "level", "kind", "noise"])
+# One row of panels per task, named in words; tasks are never averaged together, so that two
+# effects of opposite sign cannot cancel (each OOD task keeps its own chance line).
+ablation = plots.headline_by_task(pd.concat(frames, ignore_index=True))
+ablation = ablation.drop_duplicates(["factor", "level", "task", "noise", "pretrain_seed", "seed"])
+refs = plots.headline_by_task(references)
+task_chance = plots.chance_by_task_label(pd.concat(frames)["task"].unique())
+ref_summary = plots.summarize_over_seeds(refs, ["task", "noise", "method"])
+summary = plots.summarize_over_seeds(ablation, ["factor", "level", "task", "noise"])
 LEVELS = {"depth (layers)": ["1", "2", "3"], "width (hidden = k D)": ["1", "2", "4", "8"],
           "non-linearity": ["identity", "relu", "gelu", "tanh"],
           "form of Z": ["Z = h(F)", "Z = F + h(F)"],
@@ -140,24 +143,24 @@ display(Markdown(
 
 # %% tags=["remove-input"]
 base = ablation[ablation["level"] == ablation["factor"].map(DEFAULT_LEVEL)]
-base = base[base["factor"] == "depth (layers)"][["kind", "noise", "pretrain_seed", "seed",
+base = base[base["factor"] == "depth (layers)"][["task", "noise", "pretrain_seed", "seed",
                                                  "value"]]
-paired = ablation.merge(base, on=["kind", "noise", "pretrain_seed", "seed"],
+paired = ablation.merge(base, on=["task", "noise", "pretrain_seed", "seed"],
                         suffixes=("", "_default"))
 paired["diff"] = paired["value"] - paired["value_default"]
-diffs = plots.summarize_over_seeds(paired, ["factor", "level", "kind", "noise"], value="diff")
+diffs = plots.summarize_over_seeds(paired, ["factor", "level", "task", "noise"], value="diff")
 diffs = diffs[diffs["level"] != diffs["factor"].map(DEFAULT_LEVEL)]
 diffs["significant"] = (diffs["mean"].abs() > diffs["err"]) & (diffs["n"] > 1)
 diffs["cell"] = [f"{m:+.2f} ± {e:.2f}{' *' if s else ''}"
                  for m, e, s in zip(diffs["mean"], diffs["err"], diffs["significant"])]
-diffs["column"] = diffs["kind"] + ", noise " + (diffs["noise"] * 100).map("{:g}%".format)
+diffs["column"] = diffs["task"] + ", noise " + (diffs["noise"] * 100).map("{:g}%".format)
 table = diffs.pivot_table(index=["factor", "level"], columns="column", values="cell",
                           aggfunc="first")
 table = table.reindex([(f, lv) for f, lvs in LEVELS.items() for lv in lvs
                        if (f, lv) in table.index])
 base_summary = summary[(summary["factor"] == "depth (layers)") & (summary["level"] == "2")]
 display(Markdown("The paper's setting itself: " + "; ".join(
-    f"{r.kind}, noise {r.noise * 100:g} %: {r.mean:.2f} ± {r.err:.2f} %"
+    f"{r.task}, noise {r.noise * 100:g} %: {r.mean:.2f} ± {r.err:.2f} %"
     for r in base_summary.itertuples()) + "."))
 display(table.style.set_caption(
     f"Table 11.1: accuracy difference (points) of each NMTune variant to the paper's setting; "
@@ -173,7 +176,7 @@ display(table.style.set_caption(
 fig = plots.factor_panels(
     summary, levels={k: LEVELS[k] for k in ("depth (layers)", "width (hidden = k D)",
                                             "non-linearity", "form of Z")},
-    references=ref_summary,
+    references=ref_summary, row="task", chance=task_chance,
     title="Figure 11.1: NMTune accuracy vs the MLP h (one factor at a time)",
     caption=caption)
 fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
@@ -182,10 +185,10 @@ plots.show(fig)
 
 # %% tags=["remove-input"]
 def effect(factor: str, level: str) -> str:
-    """The variant's paired difference to the paper's setting in every (kind, noise) cell,
+    """The variant's paired difference to the paper's setting in every (task, noise) cell,
     then a count: better / worse in how many cells, how many outside the seed interval."""
     part = diffs[(diffs["factor"] == factor) & (diffs["level"] == level)]
-    cells = "; ".join(f"{r.kind} at {r.noise * 100:g} % noise {r.mean:+.2f} ± {r.err:.2f}"
+    cells = "; ".join(f"{r.task} at {r.noise * 100:g} % noise {r.mean:+.2f} ± {r.err:.2f}"
                       + (" *" if r.significant else "") for r in part.itertuples())
     up, down = int((part["mean"] > 0).sum()), int((part["mean"] < 0).sum())
     return (f"{cells} (higher in {up}, lower in {down} of {len(part)} cells; "
@@ -215,7 +218,7 @@ display(Markdown("\n".join([
 
 # %% tags=["hide-input"]
 fig = plots.factor_panels(
-    summary, levels={k: LEVELS[k] for k in ("loss terms", "λ")}, references=ref_summary,
+    summary, levels={k: LEVELS[k] for k in ("loss terms", "λ")}, references=ref_summary, row="task", chance=task_chance,
     title="Figure 11.2: NMTune accuracy vs its loss terms and their weight λ",
     caption=caption)
 fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
@@ -224,12 +227,12 @@ plots.show(fig)
 # %% tags=["remove-input"]
 clean_gap = plots.summarize_over_seeds(
     ablation[ablation["factor"] == "loss terms"].pivot_table(
-        index=["level", "kind", "pretrain_seed", "seed"], columns="noise", values="value")
+        index=["level", "task", "pretrain_seed", "seed"], columns="noise", values="value")
     .pipe(lambda t: (t[t.columns.min()] - t[t.columns.max()]).rename("value")).reset_index(),
-    ["level", "kind"])
+    ["level", "task"])
 gap_table = clean_gap.assign(cell=[f"{m:+.2f} ± {e:.2f}" for m, e in
                                    zip(clean_gap["mean"], clean_gap["err"])]).pivot_table(
-    index="level", columns="kind", values="cell", aggfunc="first")
+    index="level", columns="task", values="cell", aggfunc="first")
 gap_table = gap_table.reindex([lv for lv in LEVELS["loss terms"] if lv in gap_table.index])
 noisy = max(ablation["noise"])
 display(gap_table.style.set_caption(
@@ -237,13 +240,13 @@ display(gap_table.style.set_caption(
     "loss-term variant (positive: the clean model is better; mean ± 95 % t-interval over seeds)"))
 lam_part = summary[summary["factor"] == "λ"].copy()
 lam_part["lam"] = lam_part["level"].astype(float)
-best_lam = lam_part.loc[lam_part.groupby(["kind", "noise"])["mean"].idxmax()]
+best_lam = lam_part.loc[lam_part.groupby(["task", "noise"])["mean"].idxmax()]
 small = diffs[(diffs["factor"] == "loss terms") | (
     (diffs["factor"] == "λ") & (diffs["level"].astype(str).map(
         lambda x: float(x) if x.replace(".", "").isdigit() else 1.0) <= 0.01))]
 terms_max = float(small["mean"].abs().max())
-no_cov = clean_gap[clean_gap["level"] == "no COV"].set_index("kind")
-full = clean_gap[clean_gap["level"] == "all 1/1/1"].set_index("kind")
+no_cov = clean_gap[clean_gap["level"] == "no COV"].set_index("task")
+full = clean_gap[clean_gap["level"] == "all 1/1/1"].set_index("task")
 lines = [f"- **Rectifying** (the paper: $\\mathcal{{L}}_{{COV}}$ makes the clean model beat the "
          f"noisy one): with all three terms the clean model is "
          + "; ".join(f"{k} {full.loc[k, 'mean']:+.2f} ± {full.loc[k, 'err']:.2f}"
@@ -259,7 +262,7 @@ lines = [f"- **Rectifying** (the paper: $\\mathcal{{L}}_{{COV}}$ makes the clean
          "- **The authors' weights** (1 / 0.04 / 0.001): "
          + effect("loss terms", AUTHORS) + ".",
          "- **λ**: the best mean is at " + "; ".join(
-             f"{r.kind}, noise {r.noise * 100:g} %: λ = {r.lam:g} ({r.mean:.2f} ± {r.err:.2f})"
+             f"{r.task}, noise {r.noise * 100:g} %: λ = {r.lam:g} ({r.mean:.2f} ± {r.err:.2f})"
              for r in best_lam.itertuples()) + "."]
 display(Markdown("\n".join(lines)))
 
@@ -273,7 +276,7 @@ display(Markdown("\n".join(lines)))
 
 # %% tags=["hide-input"]
 fig = plots.factor_panels(
-    summary, levels={"top-K of L_SVD": LEVELS["top-K of L_SVD"]}, references=ref_summary,
+    summary, levels={"top-K of L_SVD": LEVELS["top-K of L_SVD"]}, references=ref_summary, row="task", chance=task_chance,
     title="Figure 11.3: NMTune accuracy vs K, the number of singular values in L_SVD",
     caption=caption)
 fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
@@ -297,17 +300,17 @@ display(plots.mean_ci_table(lsvr, "K", "noise", digits=3).style.set_caption(
 topk = summary[summary["factor"] == "top-K of L_SVD"].copy()
 topk["K"] = topk["level"].astype(int)
 lines = []
-for (kind, nz), part in topk.groupby(["kind", "noise"]):
+for (task_name, nz), part in topk.groupby(["task", "noise"]):
     best = part.loc[part["mean"].idxmax()]
     k1 = part[part["K"] == 1].iloc[0]
-    lp = ref_summary[(ref_summary["kind"] == kind) & (ref_summary["noise"] == nz)
+    lp = ref_summary[(ref_summary["task"] == task_name) & (ref_summary["noise"] == nz)
                      & (ref_summary["method"] == "lp")]
     lp_text = (f"; LP reaches {lp['mean'].iloc[0]:.2f} ± {lp['err'].iloc[0]:.2f}"
                if len(lp) else "")
-    lines.append(f"- {kind}, noise {nz * 100:g} %: K = 1 gives {k1['mean']:.2f} ± "
+    lines.append(f"- {task_name}, noise {nz * 100:g} %: K = 1 gives {k1['mean']:.2f} ± "
                  f"{k1['err']:.2f}, the best K is {int(best['K'])} with {best['mean']:.2f} ± "
                  f"{best['err']:.2f}{lp_text}.")
-spread = topk.groupby(["kind", "noise"])["mean"].agg(lambda v: v.max() - v.min())
+spread = topk.groupby(["task", "noise"])["mean"].agg(lambda v: v.max() - v.min())
 lines.append(f"\nAcross K the mean accuracy moves by at most {spread.max():.2f} points, against "
              f"a typical seed interval of ±{topk['err'].median():.2f}: "
              + ("K matters more than the seeds here." if spread.max() > 2 * topk["err"].median()
@@ -325,7 +328,7 @@ display(Markdown("\n".join(lines)))
 
 # %% tags=["hide-input"]
 fig = plots.factor_panels(
-    summary, levels={"SVD term": LEVELS["SVD term"]}, references=ref_summary,
+    summary, levels={"SVD term": LEVELS["SVD term"]}, references=ref_summary, row="task", chance=task_chance,
     title="Figure 11.4: NMTune accuracy with the fast and the exact SVD term",
     caption=caption)
 fig.update_yaxes(showticklabels=True)  # each panel its own numbers: a phone stacks them
@@ -334,10 +337,10 @@ plots.show(fig)
 svd = paired[(paired["factor"] == "SVD term") & (paired["level"] == "exact")].copy()
 svd["fast - exact"] = -svd["diff"]
 fast_rows = ablation[(ablation["factor"] == "SVD term") & (ablation["level"] == "fast")]
-sd = fast_rows.groupby(["kind", "noise"])["value"].std(ddof=1).rename("seed sd (fast)")
-cmp = plots.summarize_over_seeds(svd, ["kind", "noise"], value="fast - exact").set_index(
-    ["kind", "noise"]).join(sd)
-cmp["max |fast - exact| over seeds"] = svd.groupby(["kind", "noise"])["fast - exact"].apply(
+sd = fast_rows.groupby(["task", "noise"])["value"].std(ddof=1).rename("seed sd (fast)")
+cmp = plots.summarize_over_seeds(svd, ["task", "noise"], value="fast - exact").set_index(
+    ["task", "noise"]).join(sd)
+cmp["max |fast - exact| over seeds"] = svd.groupby(["task", "noise"])["fast - exact"].apply(
     lambda v: v.abs().max())
 cmp["within seed spread"] = (cmp["mean"].abs() <= cmp["seed sd (fast)"]) | (
     cmp["mean"].abs() <= cmp["err"])
@@ -353,7 +356,7 @@ ok = bool(cmp["within seed spread"].all())
 no_svd_max = float(diffs[(diffs["factor"] == "loss terms")
                          & (diffs["level"] == "no SVD")]["mean"].abs().max())
 display(Markdown(
-    f"Over {len(cmp)} (task kind, noise) cells and {int(cmp['seeds'].max())} seeds, the fast "
+    f"Over {len(cmp)} (task, noise) cells and {int(cmp['seeds'].max())} seeds, the fast "
     f"term changes accuracy by at most {cmp['max |fast - exact| over seeds'].max():.2f} points "
     f"in a single run, while seeds alone move it by a standard deviation of up to "
     f"{cmp['seed sd (fast)'].max():.2f}. "
@@ -386,16 +389,20 @@ authors_pipe, authors_results = run_chapter("11_authors", params, progress=False
 variants = {"paper": authors_results[0].rows, "authors' code": authors_results[1].rows}
 comparison = plots.compare_variants(
     variants, ["accuracy", "sve", "lsvr", "sve_authors", "lsvr_authors"], reference="paper")
-display(comparison.set_index(["metric", "kind", "noise"]).style.set_caption(
+display(comparison.set_index(["metric", "task", "noise"]).style.set_caption(
     f"Table 11.5: the paper's NMTune and the authors' code; accuracy (%), and SVE / LSVR of the "
-    f"tuned features Z (sve, lsvr: paper's definition; *_authors: authors' preprocessing); ID: "
-    f"test set, OOD: mean over targets; {authors_results[0].description}"))
-authors_acc = plots.average_by_kind(pd.concat(
+    f"tuned features Z (sve, lsvr: paper's definition; *_authors: authors' preprocessing); one "
+    f"row per task (ID: test set, OOD: mean over its targets); "
+    f"{authors_results[0].description}"))
+authors_acc = plots.headline_rows(pd.concat(
     [df[df["metric"] == "accuracy"].assign(variant=name) for name, df in variants.items()],
     ignore_index=True))
+authors_tasks = sorted(authors_acc["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
 plots.show(plots.noise_panels(
-    {f"{kind} accuracy (%)": authors_acc[authors_acc["kind"] == kind]
-     for kind in sorted(authors_acc["kind"].unique())},
+    {f"{plots.task_label(t)} accuracy (%)": authors_acc[authors_acc["task"] == t]
+     for t in authors_tasks},
+    chance={f"{plots.task_label(t)} accuracy (%)": plots.chance_levels([t])
+            for t in authors_tasks if TASKS[t].kind == "ood"},
     group_by=["variant"], cols=2, legend_title="NMTune",
     title="Figure 11.5: NMTune as the paper describes it and as the authors' code runs it",
     caption=plots.scale_caption(authors_pipe.scale, authors_results[1].rows)))
@@ -406,9 +413,9 @@ diff_col = "authors' code − paper"
 significant = acc_diff[acc_diff[diff_col].str.endswith("*")]
 display(Markdown(
     f"Accuracy, authors' code minus paper: "
-    + "; ".join(f"{r['kind']} at {r['noise']} noise {r[diff_col]}"
+    + "; ".join(f"{r['task']} at {r['noise']} noise {r[diff_col]}"
                 for _, r in acc_diff.iterrows())
-    + f". {len(significant)} of {len(acc_diff)} (kind, noise) cells have an interval that "
+    + f". {len(significant)} of {len(acc_diff)} (task, noise) cells have an interval that "
     "excludes 0. The spectral rows of Table 11.5 compare the tuned features of the two set-ups "
     "under each spectrum preprocessing; runs stored before nml kept the authors' "
     "preprocessing read 'not stored' there, never 0."))
@@ -426,10 +433,10 @@ display(Markdown(
 # %% tags=["remove-input"]
 sig = diffs[diffs["significant"]]
 display(Markdown(
-    f"Of {len(diffs)} (variant, task kind, noise) comparisons with the paper's setting, "
+    f"Of {len(diffs)} (variant, task, noise) comparisons with the paper's setting, "
     f"**{len(sig)}** have a 95 % interval that excludes zero"
-    + (": " + "; ".join(f"{r.factor} = {r.level} ({r.kind}, noise {r.noise * 100:g} %: "
+    + (": " + "; ".join(f"{r.factor} = {r.level} ({r.task}, noise {r.noise * 100:g} %: "
                         f"{r.mean:+.2f})" for r in sig.sort_values("mean").itertuples())
        if len(sig) else "") + ". With three seeds and this many comparisons, a few such "
     "intervals are expected by chance alone (about 1 in 20); an effect counts when it repeats "
-    "across task kinds and noise levels."))
+    "across tasks and noise levels."))

@@ -167,6 +167,35 @@ def test_factor_panels_orders_levels_and_draws_references():
         plots.factor_panels(_summary().drop(columns="err"), levels={"depth": ["1"]})
 
 
+def test_factor_panels_draw_chance_in_the_named_row_only():
+    from nml import plots
+    chance = {"OOD": {"chance, 7 classes": 100 / 7}}
+    fig = plots.factor_panels(_summary(), levels={"depth": ["1", "2", "3"], "K": ["1", "5"]},
+                              chance=chance)
+    # one dotted line per panel of the OOD row (the second row: axes y3, y4), none in the ID row
+    assert sorted(shape.yref for shape in fig.layout.shapes) == ["y3", "y4"]
+    assert all(shape.y0 == pytest.approx(100 / 7) for shape in fig.layout.shapes)
+    assert [t.name for t in fig.data].count("chance, 7 classes") == 1
+    labels = plots.chance_by_task_label(["cifar10", "cifar10c", "pacs_heldout_sketch"])
+    assert labels == {plots.task_label("cifar10c"): {"chance, 10 classes": pytest.approx(10.0)},
+                      plots.task_label("pacs_heldout_sketch"):
+                          {"chance, 7 classes": pytest.approx(100 / 7)}}
+
+
+def test_headline_by_task_keeps_tasks_apart_and_names_them():
+    from nml import plots
+    rows = pd.DataFrame([
+        {"task": "cifar10", "test_set": "test", "value": 60.0, "seed": 0},
+        {"task": "cifar10c", "test_set": "mean", "value": 40.0, "seed": 0},
+        {"task": "cifar10c", "test_set": "fog@5", "value": 30.0, "seed": 0},
+        {"task": "pacs_photo", "test_set": "mean", "value": 20.0, "seed": 0}])
+    out = plots.headline_by_task(rows)
+    assert "test_set" not in out.columns and len(out) == 3
+    assert dict(zip(out["task"], out["value"])) == {
+        plots.task_label("cifar10"): 60.0, plots.task_label("cifar10c"): 40.0,
+        plots.task_label("pacs_photo"): 20.0}
+
+
 def test_grouped_bar_figure_prints_values_and_reference_lines():
     from nml import plots
     table = pd.DataFrame({"setting": ["cpu", "cpu", "paper"], "tuner": ["exact", "fast", "exact"],

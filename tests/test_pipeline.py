@@ -269,3 +269,19 @@ def test_auto_scale_says_when_a_better_scale_is_stored_in_part(tiny_store, tmp_p
     # with nothing of a better scale stored, the description is the scale's own
     _, plain = run_chapter("03_feature_spectrum", params, store=tiny_store, progress=False)
     assert plain[0].description == get_scale("tiny").description
+
+
+def test_auto_scale_does_not_call_a_scale_with_every_model_incomplete(tiny_store, monkeypatch):
+    """A scale whose models are all stored but whose runs for this chapter are not (the
+    cpu_seeds grid covers chapters 01-03 and 06) is named as such, not as "not complete"."""
+    import nml.chapters as chapters
+
+    real = chapters.stored_models
+    monkeypatch.setattr(chapters, "stored_models", lambda pipe: (
+        (15, 15) if pipe.scale.name == "cpu_seeds" else real(pipe)))
+    params = ChapterParams(scale="auto", compute=False, noise=0.1,
+                           backbone=get_scale("tiny").backbones[0])
+    _, results = run_chapter("03_feature_spectrum", params, store=tiny_store, progress=False)
+    text = results[0].description
+    assert "the `cpu_seeds` scale has all 15 pre-trained models stored but not this chapter's " \
+           "runs on them" in text and "not complete" not in text

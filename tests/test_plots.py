@@ -561,6 +561,22 @@ def test_compare_variants_pairs_by_seed_and_says_not_stored():
     assert spec["authors"].startswith("2.00 ± 0.00")
 
 
+def test_compare_variants_keeps_tasks_apart():
+    # Two OOD tasks whose differences have opposite signs: an average over the kind would
+    # report ~0; each task must keep its own row and its own sign.
+    def rows(task, values):
+        return pd.DataFrame([{"scale": "cpu", "backbone": "b", "noise": 0.1, "pretrain_seed": p,
+                              "seed": 0, "method": "nmtune", "task": task, "test_set": "mean",
+                              "metric": "accuracy", "value": v} for p, v in enumerate(values)])
+    paper = pd.concat([rows("cifar10c", [50.0, 51.0, 52.0]), rows("pacs_photo", [30.0, 30.0, 31.0])])
+    authors = pd.concat([rows("cifar10c", [53.0, 54.0, 55.0]), rows("pacs_photo", [27.0, 27.0, 28.0])])
+    table = plots.compare_variants({"paper": paper, "authors": authors}, ["accuracy"],
+                                   reference="paper").set_index("task")
+    assert set(table.index) == {plots.task_label("cifar10c"), plots.task_label("pacs_photo")}
+    assert table.loc[plots.task_label("cifar10c"), "authors − paper"].startswith("+3.00 ± 0.00")
+    assert table.loc[plots.task_label("pacs_photo"), "authors − paper"].startswith("-3.00 ± 0.00")
+
+
 def test_captions_count_seeds_and_name_test_sets_in_words():
     # "1 pre-training x 3 LP" is three seeds, not one ("3 LP seed" read as a typo)
     assert plots.caption(scale="cpu", data="d", model="m",
