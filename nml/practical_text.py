@@ -148,6 +148,9 @@ def encode_texts(model, texts: list[str], *, batch_size: int = 64,
 # ============================================================================================
 
 #: The text sets: store test_set name -> (dataset, split, readable label, kind).
+#: SST-2 and IMDB are binary sentiment tasks (negative / positive): guessing reaches 50 %.
+SENTIMENT_CLASSES = 2
+
 TEST_SETS: dict[str, tuple[str, str, str, str]] = {
     "train": ("sst2", "train", "SST-2 train", "train"),
     "test": ("sst2", "test", "SST-2 test (ID)", "ID"),
@@ -411,11 +414,14 @@ def text_caption(result: TextResult, *, extra: str | None = None) -> str:
 def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
                      test_sets=("test", "dev", "imdb"), error: str = "ci95",
                      title: str | None = None, y_title: str | None = None,
-                     caption: str | None = None, labels: dict | None = None):
+                     caption: str | None = None, labels: dict | None = None,
+                     chance: dict | None = None):
     """Bars of one metric per test set (x) and method (colour), mean over tuning seeds with
     its ``error`` bar; hover gives mean, error and the number of seeds. ``labels``: test set
     -> axis label (default: the text sets' :data:`TEST_SETS` labels; the vision section of
-    chapter 07 passes its own)."""
+    chapter 07 passes its own). ``chance``: test set -> accuracy (%) of guessing, drawn as a
+    grey tick across that test set's bars (the y axis reaches down to it), so that a bar near
+    its floor reads as carrying no signal. Used by chapter 07_practical_models."""
     import html
 
     import plotly.graph_objects as go
@@ -444,7 +450,16 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
             customdata=np.array([[part.loc[t, "err"], part.loc[t, "n"]] for t in present]),
             hovertemplate=(f"{html.escape(name)}<br>%{{x}}<br>mean %{{y:.4g}} ± "
                            "%{customdata[0]:.3g}<br>n = %{customdata[1]}<extra></extra>")))
-    values = summary["mean"] - summary["err"]
+    floors = {t: float(v) for t, v in (chance or {}).items() if t in set(summary["test_set"])}
+    if floors:
+        fig.add_trace(go.Scatter(
+            x=[names[t] for t in test_sets if t in floors],
+            y=[floors[t] for t in test_sets if t in floors], mode="markers",
+            name="chance (guessing)",
+            marker={"symbol": "line-ew-open", "size": 44, "line": {"width": 2, "color": "#555"}},
+            hovertemplate="%{x}<br>chance %{y:.3g} %<extra></extra>"))
+    values = pd.concat([summary["mean"] - summary["err"], pd.Series(list(floors.values()),
+                                                                    dtype=float)])
     low = float(np.floor(max(0.0, values.min() - 5) / 5) * 5) if len(values) else 0.0
     fig.update_layout(title=title, barmode="group", template="plotly_white",
                       height=plots.DEFAULT_HEIGHT, yaxis_title=y_title or metric,

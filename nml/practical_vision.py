@@ -531,6 +531,12 @@ def _missing(message: str):
     return MissingResult(message)
 
 
+def cell_chance(labels) -> dict[str, float]:
+    """Accuracy (%) of guessing for each ``<task>:<test set>`` cell of :func:`vision_cells`
+    (100 / the task's classes): the floor that chapter 07_practical_models draws on every bar."""
+    return {cell: 100.0 / VISION_TASKS[cell.split(":", 1)[0]][2] for cell in labels}
+
+
 def vision_cells(rows: pd.DataFrame, metrics=("accuracy", "f1", "sve", "lsvr")
                  ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The grid's rows of ``metrics`` keyed by one ``cell`` column per (task, test set), plus a

@@ -258,3 +258,29 @@ def test_vision_grid_stores_practical_units_and_replays_them(tmp_path, monkeypat
         run_vision_grid(VisionConfig(scale="tiny", tasks=("pacs_photo",), train_limit=24,
                                      test_limit=8, methods=("mlp",), seeds=(0,)),
                         store=store, progress=False, replay_only=True)
+
+
+def test_bar_figures_draw_each_test_sets_chance_and_reach_down_to_it():
+    import pandas as pd
+
+    from nml import practical_text
+
+    labels = {"cifar10:test": "CIFAR-10 (ID)", "pacs_photo:sketch": "PACS sketch (OOD)",
+              "pacs_photo:mean": "PACS mean of 3 domains (OOD)"}
+    from nml.practical_vision import cell_chance
+    chance = cell_chance(labels)
+    assert chance == {"cifar10:test": pytest.approx(10.0),
+                      "pacs_photo:sketch": pytest.approx(100 / 7),
+                      "pacs_photo:mean": pytest.approx(100 / 7)}
+    rows = pd.DataFrame([{"method": m, "test_set": cell, "metric": "accuracy", "seed": s,
+                          "value": 60.0 + s} for m in ("lp", "nmtune") for cell in labels
+                         for s in range(3)])
+    fig = practical_text.text_bars_figure(rows, test_sets=list(labels), labels=labels,
+                                          chance=chance)
+    floor = [t for t in fig.data if t.name == "chance (guessing)"]
+    assert len(floor) == 1 and list(floor[0].y) == pytest.approx([10.0, 100 / 7, 100 / 7])
+    assert list(floor[0].x) == list(labels.values())
+    assert fig.layout.yaxis.range[0] <= 10.0          # the axis shows the floor
+    plain = practical_text.text_bars_figure(rows, test_sets=list(labels), labels=labels)
+    assert not any(t.name == "chance (guessing)" for t in plain.data)
+    assert plain.layout.yaxis.range[0] >= 50.0   # without a floor the axis starts near the bars
