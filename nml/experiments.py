@@ -177,6 +177,9 @@ class Pipeline:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else \
             default_cache_root() / "checkpoints"
         self._backbones: dict[str, object] = {}
+        # pcfg hash -> the stored and this run's test accuracy, for a model trained again after
+        # its checkpoint was lost (CPU training is not bit-reproducible): see _train.
+        self._retrained: dict[str, dict] = {}
         self._tasks: dict[str, object] = {}
 
     # -- configs ---------------------------------------------------------------------------
@@ -207,10 +210,30 @@ class Pipeline:
         from .pretrain import pretrain
         key = pcfg.hash()
         if key not in self._backbones:
-            self._backbones[key] = pretrain(pcfg, root=self.data_root,
-                                            checkpoint_dir=self.checkpoint_dir,
-                                            device=str(self.device), progress=self.progress)
+            result = pretrain(pcfg, root=self.data_root, checkpoint_dir=self.checkpoint_dir,
+                              device=str(self.device), progress=self.progress)
+            self._backbones[key] = result
+            stored = self.store.get(*self.pretrain_ref(pcfg))
+            if stored is not None:
+                metric = "zero_shot_accuracy" if is_clip_backbone(pcfg.backbone) else "accuracy"
+                value = stored.rows.loc[stored.rows["metric"] == metric, "value"]
+                if len(value) and float(value.iloc[0]) != float(result.test_accuracy):
+                    self._retrained[key] = {
+                        "stored_test_accuracy": float(value.iloc[0]),
+                        "this_run_test_accuracy": float(result.test_accuracy),
+                        "why": "the stored model's checkpoint was not available, so the same "
+                               "pre-training config was trained again; CPU training is not "
+                               "bit-reproducible, so this unit's backbone is a re-run of the "
+                               "stored one, not the same weights"}
         return self._backbones[key]
+
+    def retrained_note(self, pcfg) -> dict:
+        """``{"backbone_retrained": {...}}`` when this pipeline trained ``pcfg``'s model again
+        and its test accuracy differs from the stored pre-training unit's (else ``{}``): stored
+        in the info of every unit computed from that backbone, so that a unit's provenance
+        says when its model is a re-run. Used by :meth:`tune` and :meth:`spectrum`."""
+        note = self._retrained.get(pcfg.hash())
+        return {"backbone_retrained": note} if note else {}
 
     def pretrain(self, pcfg) -> Unit:
         """Pre-train one model (or replay its stored result): clean test accuracy, noise rate.
@@ -358,6 +381,7 @@ class Pipeline:
             feats = self.features(pcfg, task_name)
             rows, arrays = self.spectrum_output(pcfg, task_name, feats)
             return UnitOutput(rows=rows, arrays=arrays, device=str(self.device),
+                              info=self.retrained_note(pcfg),
                               data_checksum=self._checksum(pcfg.dataset, _task_dataset(task_name)))
         return self._run(*self.spectrum_ref(pcfg, task_name), compute)
 
@@ -435,7 +459,8 @@ class Pipeline:
                 rows.append({**base, "test_set": "train", "metric": "train_noise_rate",
                              "value": result.train_noise_rate})
             return UnitOutput(rows=rows, arrays=result.singular_values,
-                              info={"history": result.history}, device=str(self.device),
+                              info={"history": result.history, **self.retrained_note(pcfg)},
+                              device=str(self.device),
                               data_checksum=self._checksum(pcfg.dataset,
                                                            _task_dataset(task_name)))
         return self._run(experiment, unit_config, compute)

@@ -400,3 +400,34 @@ def test_device_parameters_share_one_check():
             make()
     for ok in (None, "cpu", "cuda", "cuda:1"):
         check_device_param(ok)
+
+
+def test_a_unit_computed_on_a_retrained_backbone_says_so(tmp_path, monkeypatch):
+    """A model whose checkpoint is gone is trained again; when the re-run's accuracy differs
+    from the stored pre-training unit (CPU training is not bit-reproducible), every unit
+    computed from it records both accuracies, and one computed from the same weights does not."""
+    import dataclasses
+
+    import nml.pretrain as pretrain_mod
+    from nml.experiments import Pipeline
+
+    store = ResultStore(tmp_path / "results")
+    first = Pipeline("tiny", store=store, progress=False, checkpoint_dir=tmp_path / "ck1")
+    pcfg = first.pretrain_config(first.scale.backbones[0], 0.1, 0)
+    stored = float(first.pretrain(pcfg).rows.query("metric == 'accuracy'")["value"].iloc[0])
+    task = first.scale.id_tasks[0]
+    same = first.tune(pcfg, task, first.tune_config("lp", seed=0))
+    assert "backbone_retrained" not in same.info
+
+    real = pretrain_mod.pretrain
+    monkeypatch.setattr(pretrain_mod, "pretrain", lambda *a, **k: dataclasses.replace(
+        real(*a, **k), test_accuracy=stored - 0.5))
+    again = Pipeline("tiny", store=store, progress=False, checkpoint_dir=tmp_path / "ck2")
+    task = again.scale.ood_tasks[0]     # features not cached yet: they need the backbone
+    unit = again.tune(pcfg, task, again.tune_config("lp", seed=1))
+    note = unit.info["backbone_retrained"]
+    assert note["stored_test_accuracy"] == pytest.approx(stored)
+    assert note["this_run_test_accuracy"] == pytest.approx(stored - 0.5)
+    # the note survives the store's round trip
+    assert store.get(*again.tune_ref(pcfg, task, again.tune_config("lp", seed=1))
+                     ).info["backbone_retrained"] == note
