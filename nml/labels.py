@@ -27,6 +27,7 @@ __all__ = ["SCALE_LABELS", "ERROR_KINDS", "caption", "add_caption", "figure_capt
 SCALE_LABELS = {
     "tiny": "tiny scale (embedded synthetic data, CPU)",
     "cpu": "reduced CPU scale (real data)",
+    "cpu_seeds": "CPU scale (real data, 3 pre-training seeds)",
     "cifar": "GPU scale (CIFAR-100 pre-training)",
 }
 

@@ -34,6 +34,14 @@ def test_existing_classes_are_kept():
     assert out == '<td id="x" class="nml-num data row0" >46.66 ± 0.76</td>'
 
 
+def test_every_scale_has_a_caption_label():
+    # a scale without one fails every figure caption of a chapter that shows it
+    from nml.experiments import SCALES
+    assert set(plots.SCALE_LABELS) == set(SCALES)
+    assert all(plots.caption(scale=name, data="d", model="m").startswith(label)
+               for name, label in plots.SCALE_LABELS.items())
+
+
 def test_rerun_box_names_the_notebook_and_the_scale_the_page_shows():
     body = "<h1>t</h1><p>" + plots.SCALE_LABELS["cpu"] + " · data</p>"
     box = nml_book.rerun_box("notebooks/06_nmtune", body, lambda p, _: "../" + p)
@@ -43,6 +51,11 @@ def test_rerun_box_names_the_notebook_and_the_scale_the_page_shows():
     tiny = nml_book.rerun_box("notebooks/01_x", plots.SCALE_LABELS["tiny"], lambda p, _: p)
     assert "NML_DATA" not in tiny and "-p scale tiny" in tiny
     assert "-p scale auto" in nml_book.rerun_box("notebooks/01_x", "no caption", lambda p, _: p)
+    # the 3-seed CPU scale, on a page whose text also names the reduced one later on
+    seeds = nml_book.rerun_box(
+        "notebooks/02_x", plots.SCALE_LABELS["cpu_seeds"] + " · ... " + plots.SCALE_LABELS["cpu"],
+        lambda p, _: p)
+    assert "-p scale cpu_seeds" in seeds and "NML_DATA=" in seeds
 
 
 def test_scorecard_claims_link_to_the_chapter_figure_or_the_chapter():

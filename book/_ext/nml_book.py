@@ -19,6 +19,7 @@ import re
 SCALE_BY_LABEL = {
     "GPU scale (CIFAR-100 pre-training)": "cifar",
     "reduced CPU scale (real data)": "cpu",
+    "CPU scale (real data, 3 pre-training seeds)": "cpu_seeds",
     "tiny scale (embedded synthetic data, CPU)": "tiny",
 }
 
