@@ -208,7 +208,8 @@ if id_tasks:
 # %% [markdown]
 # Appendix A.4 compares raw singular values: on ID data the noisy models' values 21-500 should
 # be larger, and on OOD data the clean model's top values, above all $\sigma_1$. At this scale
-# (noisy over clean, every noise level):
+# (noisy over clean, every noise level, the models of one pre-training seed; the group 21-500
+# ends at the feature dimension D where D < 500):
 
 # %% tags=["remove-input"]
 def ratio(b, v, task_name, test_set, part):
@@ -222,15 +223,18 @@ lines = []
 for b in backbones:
     for t in id_tasks:
         r = [ratio(b, v, t, "test", mid) for v in levels[1:]]
-        lines.append(f"- {plots.human_label(b)}, {plots.task_label(t)}: mean σ21-500 noisy / clean = "
+        last = min(500, len(spectrum(b, 0.0, t, "test")))
+        lines.append(f"- {plots.human_label(b)}, {plots.task_label(t)}, pre-training seed "
+                     f"{pseed}: mean σ21-{last} noisy / clean = "
                      + ", ".join(f"{x:.3f} ({v * 100:g} %)" for x, v in zip(r, levels[1:]))
                      + f": larger with noise at {sum(x > 1 for x in r)} of {len(r)} levels.")
     for t in ood_tasks:
         targets = sorted(s for s in frozen[frozen["task"] == t]["test_set"].unique()
                          if s != "train")
         r = [np.mean([ratio(b, v, t, s, top) for s in targets]) for v in levels[1:]]
-        lines.append(f"- {plots.human_label(b)}, {plots.task_label(t)} (mean over {len(targets)} "
-                     f"targets): σ1 noisy / clean = "
+        lines.append(f"- {plots.human_label(b)}, {plots.task_label(t)}, pre-training seed "
+                     f"{pseed} (mean over {len(targets)} target{'s' if len(targets) > 1 else ''}"
+                     f"): σ1 noisy / clean = "
                      + ", ".join(f"{x:.3f} ({v * 100:g} %)" for x, v in zip(r, levels[1:]))
                      + f": smaller with noise at {sum(x < 1 for x in r)} of {len(r)} levels.")
 display(Markdown("\n".join(lines) + "\n\nRaw singular values also move with the overall feature "
