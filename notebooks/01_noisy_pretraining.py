@@ -24,8 +24,9 @@
 # 78.70 / 78.13 / 77.19 / 74.67 / 68.12 %: accuracy on the clean validation set falls steadily
 # with noise, and "ViT-B-16 is less robust to the pre-training data noise compared to ResNet-50".
 #
-# This chapter is the book's Table 1: it pre-trains one convolutional and one transformer
-# backbone per noise level at this book's scale (named under the parameters), reports their
+# This chapter is the book's Table 1: it pre-trains each backbone of the scale (named under the
+# parameters; a convolutional and a transformer one where the scale has both) at every noise
+# level and pre-training seed, reports their
 # accuracy on the *clean* upstream test set, and checks that the realised label-noise rate of
 # each training set is the rate that was asked for. The pre-trained models are the ones every
 # later chapter probes and tunes.

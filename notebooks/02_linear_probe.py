@@ -77,7 +77,7 @@ display(Markdown(
     f"{pipe.scale.tune_epochs} epochs on "
     f"{', '.join(f'{f * 100:g} %' for f in sorted(accuracy['fraction'].unique()))} of each "
     f"training set; {n_pretrain} pre-training seed{'s' if n_pretrain > 1 else ''} x {n_tune} "
-    f"LP seeds = "
+    f"LP seed{'s' if n_tune > 1 else ''} = "
     f"{n_pretrain * n_tune} runs per point.\n\n"
     + "\n".join(f"- {plots.task_label(t)} (`{t}`): {TASKS[t].description}"
                 for t in id_tasks + ood_tasks)))
@@ -164,7 +164,11 @@ if ood_tasks:
 # ## Do the paper's two observations show at this scale?
 #
 # For each backbone and fraction, the difference of each noisy model's mean accuracy from the
-# clean model's, with Welch's 95 % interval (positive: noise helped).
+# clean model's, with Welch's 95 % interval (positive: noise helped). Welch treats the clean and
+# the noisy runs as independent samples; the verdicts below pair each noisy model with the
+# clean model of the same pre-training seed (the scorecard's rule: with 3 seeds, a t-interval
+# on 2 degrees of freedom), so their intervals can be wider than this table's. Only the verdicts
+# are scored.
 
 # %% tags=["hide-input"]
 effects = []
