@@ -132,7 +132,10 @@ display(Markdown(
     f"tasks {task_text}; pre-training noise {noise_text}; "
     f"{pipe.scale.tune_epochs} tuning epochs; tuning seeds "
     f"{sorted(int(x) for x in default_rows['seed'].unique())}; {n_units} tuning runs in all. Accuracy is the "
-    f"ID test accuracy, and for OOD the mean over the target domains."))
+    f"ID test accuracy, and for OOD the mean over the target domains. Every interval in this "
+    f"chapter is over tuning seeds on "
+    f"{default_rows.groupby('noise')['pretrain_seed'].nunique().max()} pre-trained model(s) per "
+    f"noise level: it does not cover the variation between pre-training runs."))
 
 # %% [markdown]
 # ## Every variant against the paper's setting
