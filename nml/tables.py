@@ -223,13 +223,21 @@ def noise_effect(df: pd.DataFrame, by: Sequence[str] = ("method", "task"), *,
                                       "err", "n", "n_baseline"])
 
 
-def format_effect(row: Mapping, *, unit: str = " points", digits: int = 2) -> str:
-    """One :func:`noise_effect` row as prose: ``"+1.20 points (95% CI -0.30 to 2.70)"``.
+def format_effect(row: Mapping, *, unit: str = " points", digits: int = 2,
+                  compact: bool = False) -> str:
+    """One :func:`noise_effect` row as prose: ``"+1.20 points (95% CI -0.30 to 2.70)"``, or
+    with ``compact`` as a table cell whose caption names the unit and the interval:
+    ``"+1.20 [-0.30, +2.70]"``.
 
-    Says "no interval: 1 run" when there is no confidence interval.
+    Says "no interval: 1 run" ("1 run" when compact) when there is no confidence interval.
 
-    Used by chapters 02_linear_probe and 08_asymmetric_noise.
+    Used by chapters 02_linear_probe (compact, Table 2.2) and 08_asymmetric_noise.
     """
+    if compact:
+        text = f"{row['diff']:+.{digits}f}"
+        if np.isnan(row["lo"]):
+            return text + f" ({min(row['n'], row['n_baseline'])} run)"
+        return text + f" [{row['lo']:+.{digits}f}, {row['hi']:+.{digits}f}]"
     text = f"{row['diff']:+.{digits}f}{unit}"
     if np.isnan(row["lo"]):
         return text + f" (no interval: {min(row['n'], row['n_baseline'])} run)"

@@ -177,11 +177,13 @@ for kind, rows in (("ID", id_rows), ("OOD", ood_rows)):
         effects.append(plots.noise_effect(rows, ["backbone", "task", "fraction"])
                        .assign(kind=kind))
 effects = pd.concat(effects, ignore_index=True)
-effects["effect"] = [plots.format_effect(r) for r in effects.to_dict("records")]
+effects["effect"] = [plots.format_effect(r, compact=True) for r in effects.to_dict("records")]
+# the task's label says ID / OOD; the backbone is a row level only where the scale has several
+index = ["backbone"] * (effects["backbone"].nunique() > 1) + ["task", "fraction"]
 display(plots.readable_table(effects.pivot_table(
-    index=["kind", "backbone", "task", "fraction"], columns="noise", values="effect",
-    aggfunc="first")).style.set_caption(
-    "Table 2.2: accuracy difference from the clean pre-trained model (points)"))
+    index=index, columns="noise", values="effect", aggfunc="first")).style.set_caption(
+    "Table 2.2: accuracy difference from the clean pre-trained model, points, with Welch's 95 % "
+    "interval in brackets (positive: the noisy model is better)"))
 
 
 # %% [markdown]

@@ -201,6 +201,10 @@ if id_tasks:
                   "authors' preprocessing (rows normalised and centred)",
             caption=spectrum_caption([t], "test set; authors' preprocessing")),
             name="fig-3-3-authors")
+        display(Markdown("{numref}`fig-3-3-authors` shows the same models' ID spectra after the "
+                         "authors' preprocessing; its rows have unit norm, so its values are on "
+                         "another scale than those of {numref}`fig-3-3`: compare its curves with "
+                         "each other."))
     else:
         display(Markdown("The authors' preprocessing of these spectra is **not stored** for these "
                          "units (stored before nml kept that preprocessing, and their features "
@@ -325,6 +329,9 @@ if any("authors'" in k for k in authors_panels):
                               seeds=f"{n_pretrain} pre-training", extra="left: raw features; "
                               "right: rows L2-normalised and centred")),
         name="fig-3-5-authors")
+    display(Markdown("In {numref}`fig-3-5-authors` each row pairs a metric under the paper's "
+                     "definition (left) with the same metric under the authors' preprocessing "
+                     "(right); the verdicts below score both."))
 missing_authors = [k for k, v in authors_metric.items() if v is not None and v.empty]
 if missing_authors:
     display(Markdown("Authors' preprocessing: **not stored** for the "

@@ -330,6 +330,10 @@ def test_noise_effect_is_welchs_interval_as_scipy_computes_it():
     assert plots.format_effect(eff.loc[0.3]) == "-22.00 points (no interval: 1 run)"
     assert plots.format_effect(eff.loc[0.1]) == (
         f"{row['diff']:+.2f} points (95% CI {ci.low:+.2f} to {ci.high:+.2f})")
+    # the table cell: unit and interval kind live in the caption
+    assert plots.format_effect(eff.loc[0.1], compact=True) == (
+        f"{row['diff']:+.2f} [{ci.low:+.2f}, {ci.high:+.2f}]")
+    assert plots.format_effect(eff.loc[0.3], compact=True) == "-22.00 (1 run)"
 
 
 def test_noise_effect_needs_the_clean_model():
