@@ -22,7 +22,7 @@ __all__ = ["SCALE_LABELS", "ERROR_KINDS", "caption", "add_caption", "figure_capt
            "check_columns", "noise_percent", "nth_color", "palette_color", "noise_label",
            "log_ticks", "METRIC_TITLES", "BACKBONE_LABELS", "METHOD_LABELS", "TASK_LABELS",
            "human_label", "task_label", "seeds_text", "method_order", "scale_caption",
-           "COLUMN_LABELS"]
+           "COLUMN_LABELS", "task_panel_title", "tasks_in_order"]
 
 SCALE_LABELS = {
     "tiny": "tiny scale (embedded synthetic data, CPU)",
@@ -273,6 +273,27 @@ def task_label(task: str) -> str:
 
     name = TASK_LABELS.get(task, str(task))
     return f"{name} ({TASKS[task].kind.upper()})" if task in TASKS else name
+
+
+def task_panel_title(task: str, what: str) -> str:
+    """Two short lines over a per-task panel: the task (an ID task with its kind, an OOD task
+    named by where it goes) and what the panel plots, e.g. ``"CIFAR-10 (ID)<br>accuracy (%)"``.
+    Two lines keep three panels in a row from overprinting each other's titles.
+
+    Used by chapters 04_lora, 05_full_finetune, 06_nmtune and 11_ablations.
+    """
+    from .data import TASKS
+
+    name = task_label(task) if TASKS[task].kind == "id" else human_label(task)
+    return f"{name}<br>{what}"
+
+
+def tasks_in_order(tasks) -> list[str]:
+    """Distinct task names, ID tasks first, each kind alphabetically: the panel order of every
+    per-task figure. Used by chapters 04_lora, 05_full_finetune, 06_nmtune and 11_ablations."""
+    from .data import TASKS
+
+    return sorted(set(tasks), key=lambda t: (TASKS[t].kind != "id", t))
 
 
 def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "noise")) -> str:

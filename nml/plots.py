@@ -74,7 +74,7 @@ from .errors import NMLError
 from .labels import (BACKBONE_LABELS, COLUMN_LABELS, ERROR_KINDS, METHOD_LABELS, SCALE_LABELS,
                      TASK_LABELS, add_caption, caption, check_columns, figure_caption, human_label,
                      log_ticks, method_order, noise_label, noise_percent, nth_color, palette_color,
-                     scale_caption, seeds_text, task_label)
+                     scale_caption, seeds_text, task_label, task_panel_title, tasks_in_order)
 from .spectrum_figures import lambda_slider_figure, spectrum_figure
 from .tables import (SPECTRUM_KEY, average_by_kind, bars_text, best_noise, collapse_corruptions,
                      compare_variants, format_effect, headline_by_task, headline_rows,
@@ -87,7 +87,7 @@ __all__ = [
     "ERROR_KINDS", "SCALE_LABELS", "DEFAULT_HEIGHT", "BACKBONE_LABELS",
     "METHOD_LABELS", "SPECTRUM_KEY",
     # captions and display
-    "caption", "scale_caption", "seeds_text", "task_label", "add_caption", "figure_caption",
+    "caption", "scale_caption", "seeds_text", "task_label", "task_panel_title", "tasks_in_order", "add_caption", "figure_caption",
     "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
     "human_label", "log_ticks",
     "palette_color",

@@ -78,7 +78,7 @@ pipe, (result,) = run_chapter("04_lora", params, progress=False)
 rows = plots.headline_rows(result.rows)
 # One panel per task, never an average of tasks: two tasks whose noise effects differ in sign
 # (or one at chance) would cancel in an average.
-tasks = sorted(rows["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
+tasks = plots.tasks_in_order(rows["task"])
 per_task = rows.drop(columns="test_set")
 summary = plots.summarize_over_seeds(per_task, ["backbone", "task", "metric", "method", "noise"])
 display(Markdown(f"**Scale:** {result.description}. LoRA rank = in_features // "
@@ -99,10 +99,10 @@ for bb in sorted(per_task["backbone"].unique()):
     fig_no += 1
     part = per_task[(per_task["backbone"] == bb) & (per_task["metric"] == "accuracy")]
     fig = plots.noise_panels(
-        {f"{plots.task_label(t)} accuracy (%)": part[part["task"] == t] for t in tasks
+        {plots.task_panel_title(t, "accuracy (%)"): part[part["task"] == t] for t in tasks
          if (part["task"] == t).any()}, cols=3,
-        chance={f"{plots.task_label(t)} accuracy (%)": plots.chance_levels([t]) for t in tasks
-                if TASKS[t].kind == "ood"},
+        chance={plots.task_panel_title(t, "accuracy (%)"): plots.chance_levels([t])
+                for t in tasks if TASKS[t].kind == "ood"},
         title=f"Figure 4.{fig_no}: LP vs LoRA vs LoRA + NMTune, "
               f"{plots.BACKBONE_LABELS.get(bb, bb)}",
         caption=plots.scale_caption(

@@ -70,7 +70,7 @@ all_rows = pd.concat([r.rows for r in results], ignore_index=True)
 rows = plots.headline_rows(all_rows)
 # One panel per task, never an average of tasks: at the reduced CPU scale PACS photo sits near
 # chance while CIFAR-10-C carries signal, and an average would mix the two.
-tasks = sorted(rows["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
+tasks = plots.tasks_in_order(rows["task"])
 acc = rows[rows["metric"] == "accuracy"].drop(columns="test_set")
 summary = plots.summarize_over_seeds(acc, ["backbone", "task", "method", "noise"])
 display(Markdown(f"**Scale:** {results[0].description}. Methods: "
@@ -91,10 +91,10 @@ for bb in sorted(acc["backbone"].unique()):
     fig_no += 1
     part = acc[acc["backbone"] == bb]
     fig = plots.noise_panels(
-        {f"{plots.task_label(t)} accuracy (%)": part[part["task"] == t] for t in tasks
+        {plots.task_panel_title(t, "accuracy (%)"): part[part["task"] == t] for t in tasks
          if (part["task"] == t).any()}, cols=3,
-        chance={f"{plots.task_label(t)} accuracy (%)": plots.chance_levels([t]) for t in tasks
-                if TASKS[t].kind == "ood"},
+        chance={plots.task_panel_title(t, "accuracy (%)"): plots.chance_levels([t])
+                for t in tasks if TASKS[t].kind == "ood"},
         title=f"Figure 5.{fig_no}: LP vs "
               f"{'LoRA vs ' if 'lora' in set(part['method']) else ''}FT, "
               f"{plots.BACKBONE_LABELS.get(bb, bb)}",

@@ -120,13 +120,7 @@ TASK_PANELS = {"id": (("accuracy", "accuracy (%)"), ("f1", "macro-F1 (%)"),
                        ("lsvr", "LSVR (lower: larger σ1 share)"))}
 
 
-def panel_title(task, label):
-    """Two short lines over a panel: the task (OOD tasks' names say where they go), the metric."""
-    name = plots.task_label(task) if TASKS[task].kind == "id" else plots.human_label(task)
-    return f"{name}<br>{label}"
-
-
-task_order = sorted(rows["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
+task_order = plots.tasks_in_order(rows["task"])
 for bb in sorted(rows["backbone"].unique()):
     fig_no += 1
     panels, chance = {}, {}
@@ -134,9 +128,9 @@ for bb in sorted(rows["backbone"].unique()):
         for m, label in TASK_PANELS[TASKS[t].kind]:
             part = rows[(rows["backbone"] == bb) & (rows["task"] == t) & (rows["metric"] == m)]
             if len(part):
-                panels[panel_title(t, label)] = part
+                panels[plots.task_panel_title(t, label)] = part
         if TASKS[t].kind == "ood":
-            chance[panel_title(t, "accuracy (%)")] = plots.chance_levels([t])
+            chance[plots.task_panel_title(t, "accuracy (%)")] = plots.chance_levels([t])
     fig = plots.noise_panels(
         panels, cols=3, chance=chance,
         title=f"Figure 6.{fig_no}: LP vs MLP tuning vs NMTune, "

@@ -402,11 +402,11 @@ display(comparison.set_index(["metric", "task", "noise"]).style.set_caption(
 authors_acc = plots.headline_rows(pd.concat(
     [df[df["metric"] == "accuracy"].assign(variant=name) for name, df in variants.items()],
     ignore_index=True))
-authors_tasks = sorted(authors_acc["task"].unique(), key=lambda t: (TASKS[t].kind != "id", t))
+authors_tasks = plots.tasks_in_order(authors_acc["task"])
 plots.show(plots.noise_panels(
-    {f"{plots.task_label(t)} accuracy (%)": authors_acc[authors_acc["task"] == t]
+    {plots.task_panel_title(t, "accuracy (%)"): authors_acc[authors_acc["task"] == t]
      for t in authors_tasks},
-    chance={f"{plots.task_label(t)} accuracy (%)": plots.chance_levels([t])
+    chance={plots.task_panel_title(t, "accuracy (%)"): plots.chance_levels([t])
             for t in authors_tasks if TASKS[t].kind == "ood"},
     group_by=["variant"], cols=2, legend_title="NMTune",
     title="Figure 11.5: NMTune as the paper describes it and as the authors' code runs it",

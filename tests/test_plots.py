@@ -605,3 +605,12 @@ def test_grouped_bars_wrap_long_labels_and_label_log_ticks_in_full():
     # the reference line's label sits at its line: log10(1) = 0 on a log axis, not at 10**1
     (note,) = [a for a in fig.layout.annotations if a.text == "MLP tuning = 1"]
     assert note.y == 0 and note.yref == "y"
+
+
+def test_per_task_panels_are_ordered_and_titled_in_two_lines():
+    assert plots.tasks_in_order(["pacs_photo", "cifar10c", "cifar10", "cifar10c"]) == [
+        "cifar10", "cifar10c", "pacs_photo"]
+    assert plots.task_panel_title("cifar10", "accuracy (%)") == \
+        f"{plots.task_label('cifar10')}<br>accuracy (%)"
+    ood = plots.task_panel_title("pacs_heldout_sketch", "LSVR")
+    assert ood.endswith("<br>LSVR") and "(OOD)" not in ood
