@@ -456,7 +456,8 @@ def text_bars_figure(rows: pd.DataFrame, *, metric: str = "accuracy",
             x=[names[t] for t in test_sets if t in floors],
             y=[floors[t] for t in test_sets if t in floors], mode="markers",
             name="chance (guessing)",
-            marker={"symbol": "line-ew-open", "size": 44, "line": {"width": 2, "color": "#555"}},
+            marker={"symbol": "line-ew-open", "size": 44, "color": "#555",
+                    "line": {"width": 2, "color": "#555"}},
             hovertemplate="%{x}<br>chance %{y:.3g} %<extra></extra>"))
     values = pd.concat([summary["mean"] - summary["err"], pd.Series(list(floors.values()),
                                                                     dtype=float)])
