@@ -99,6 +99,9 @@ class GridResult:
     spectra: dict                               # (method, backbone, noise, seeds, task, test_set, lam) -> s
     scale: str
     description: str                            # the scale's caption text
+    # (backbone, noise, pretrain_seed) -> the "backbone_retrained" note of its units: models
+    # trained again after their checkpoint was lost (Pipeline.retrained_note)
+    retrained: dict = field(default_factory=dict)
 
     def metric(self, name: str, **where) -> pd.DataFrame:
         """Rows of one metric, filtered by column values."""
@@ -352,7 +355,7 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
                                 for tseed in seeds:
                                     jobs.append((method, backbone, noise, pseed, task, tseed,
                                                  frac, lam))
-    frames, spectra = [], {}
+    frames, spectra, retrained = [], {}, {}
     for method, backbone, noise, pseed, task, tseed, frac, lam in tqdm(
             jobs, desc=f"{scale.name} units", disable=not progress, leave=False):
         # Noise 0 leaves every label clean whatever the noise type, so the clean model is the
@@ -375,10 +378,12 @@ def run_grid(pipe: Pipeline, grid: Grid, *, progress: bool = True) -> GridResult
             tcfg = pipe.tune_config(method, seed=tseed, **overrides)
             unit = pipe.tune(pcfg, task, tcfg, experiment=grid.experiment)
         frames.append(unit.rows)
+        if unit.info.get("backbone_retrained"):
+            retrained[(backbone, noise, pseed)] = unit.info["backbone_retrained"]
         for test_set, s in unit.arrays.items():
             spectra[(method, backbone, noise, pseed, tseed, task, test_set, lam)] = s
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return GridResult(rows, spectra, scale.name, scale.description)
+    return GridResult(rows, spectra, scale.name, scale.description, retrained)
 
 
 def model_major(pipe: Pipeline, chapters: tuple[str, ...], params: ChapterParams, *,

@@ -206,8 +206,18 @@ for (task_name, nz), part in sweep_summary.groupby(["task", "noise"]):
     at_lam = part.iloc[int(np.argmin([abs(v - params.lam) for v in part.index]))]
     lines.append(f"- {task_name}, {nz:.0%} noise: λ = 0 (MLP tuning) {part.iloc[0]:.1f}%, "
                  f"λ = {params.lam:g} {at_lam:.1f}%, best λ = {top:g} ({part.max():.1f}%).")
+retrained = sweep.retrained
 display(Markdown("Accuracy along the sweep (1 tuning seed, so differences below a point or two "
-                 "may be noise):\n\n" + "\n".join(lines)))
+                 "may be noise):\n\n" + "\n".join(lines)
+                 + ("\n\n**Provenance.** " + "; ".join(
+                     f"the {nz:.0%}-noise model (pre-training seed {sd}) of this sweep is a "
+                     f"re-run of the stored one, whose checkpoint was lost (clean test accuracy "
+                     f"{n['this_run_test_accuracy']:.2f} % against the stored "
+                     f"{n['stored_test_accuracy']:.2f} %)"
+                     for (bb, nz, sd), n in sorted(retrained.items()))
+                    + ": CPU training is not bit-reproducible, so the sweep's points and the "
+                    "figures above come from sibling models of one configuration."
+                    if retrained else "")))
 
 # %% [markdown]
 # ### Live: recompute NMTune at any λ (JupyterLab)

@@ -431,3 +431,11 @@ def test_a_unit_computed_on_a_retrained_backbone_says_so(tmp_path, monkeypatch):
     # the note survives the store's round trip
     assert store.get(*again.tune_ref(pcfg, task, again.tune_config("lp", seed=1))
                      ).info["backbone_retrained"] == note
+    # and a chapter's grid result carries it, replayed from the store
+    from nml.chapters import Grid, run_grid
+    grid = dict(backbones=(pcfg.backbone,), noise_levels=(0.1,), pretrain_seeds=(0,))
+    replay = Pipeline("tiny", store=store, progress=False, replay_only=True)
+    assert run_grid(replay, Grid(("lp",), tasks=(task,), tune_seeds=(1,), **grid),
+                    progress=False).retrained == {(pcfg.backbone, 0.1, 0): note}
+    assert run_grid(replay, Grid(("lp",), tasks=(first.scale.id_tasks[0],), tune_seeds=(0,),
+                                 **grid), progress=False).retrained == {}
