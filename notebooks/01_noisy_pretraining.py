@@ -208,7 +208,10 @@ zs_trend = ("falls at every step" if (zs_steps < 0).all() else
             "does not fall at every step" if (zs_steps > 0).any() else "never rises")
 drop = zs_means.iloc[0] - zs_means.iloc[-1]
 display(Markdown(
-    f"- Zero-shot accuracy {zs_trend} as caption noise grows: {zs_means.iloc[0]:.1f} % with clean "
+    f"- At the {plots.SCALE_LABELS[clip_pipe.scale.name]}, zero-shot accuracy {zs_trend}"
+    + (" (one run per level: no interval, so not a measured trend)"
+       if len(clip_pipe.scale.pretrain_seeds) == 1 else "")
+    + f" as caption noise grows: {zs_means.iloc[0]:.1f} % with clean "
     f"captions, {zs_means.iloc[-1]:.1f} % at {zs_means.index[-1] * 100:g} % swapped (a drop of "
     f"{drop:.1f} points, {100 * drop / zs_means.iloc[0]:.0f} % relative). The paper's ResNet-50 "
     f"loses 6.11 points (19 % relative) from 0 to 30 %: "
