@@ -36,7 +36,7 @@ class RecordingPipeline(Pipeline):
 
     def _unit(self, **row):
         return SimpleNamespace(rows=pd.DataFrame([{**row, "metric": "accuracy", "value": 50.0}]),
-                               arrays={})
+                               arrays={}, info={})
 
     def pretrain(self, pcfg):
         self.pretrained.append(pcfg)

@@ -411,6 +411,8 @@ def test_a_unit_computed_on_a_retrained_backbone_says_so(tmp_path, monkeypatch):
     import nml.pretrain as pretrain_mod
     from nml.experiments import Pipeline
 
+    # a private feature cache: features cached by another test would spare the backbone
+    monkeypatch.setenv("NML_CACHE", str(tmp_path / "cache"))
     store = ResultStore(tmp_path / "results")
     first = Pipeline("tiny", store=store, progress=False, checkpoint_dir=tmp_path / "ck1")
     pcfg = first.pretrain_config(first.scale.backbones[0], 0.1, 0)
