@@ -210,7 +210,7 @@ retrained = sweep.retrained
 display(Markdown("Accuracy along the sweep (1 tuning seed, so differences below a point or two "
                  "may be noise):\n\n" + "\n".join(lines)
                  + ("\n\n**Provenance.** " + "; ".join(
-                     f"the {nz:.0%}-noise model (pre-training seed {sd}) of this sweep is a "
+                     f"The {nz:.0%}-noise model (pre-training seed {sd}) of this sweep is a "
                      f"re-run of the stored one, whose checkpoint was lost (clean test accuracy "
                      f"{n['this_run_test_accuracy']:.2f} % against the stored "
                      f"{n['stored_test_accuracy']:.2f} %)"
