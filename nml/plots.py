@@ -300,7 +300,8 @@ def gap_bars_figure(gaps: pd.DataFrame, *, x: str = "method", panel_by: str = "t
     panels = sorted(gaps[panel_by].unique())
     xs = sorted(gaps[x].unique(), key=method_order if x == "method" else str)
     x_labels = [METHOD_LABELS.get(v, BACKBONE_LABELS.get(v, str(v))) for v in xs]
-    titles = [task_label(p) if panel_by == "task" else str(p) for p in panels]
+    # two short lines per title, so that three panels in a row do not overprint each other
+    titles = [_wrap_label(task_label(p), 24) if panel_by == "task" else str(p) for p in panels]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles)
     for j, noise in enumerate(sorted(gaps["noise"].unique())):
         label = noise_label(float(noise))
