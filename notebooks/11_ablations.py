@@ -318,7 +318,12 @@ lines.append(f"\nAcross K the mean accuracy moves by at most {spread.max():.2f} 
              f"a typical seed interval of ±{topk['err'].median():.2f}: "
              + ("K matters more than the seeds here." if spread.max() > 2 * topk["err"].median()
                 else "at this scale the choice of K is within the seed spread, so this run "
-                     "neither supports nor refutes the C.2 hypothesis."))
+                     "neither supports nor refutes the C.2 hypothesis.")
+             + (lambda k: f" Paired with K = 1 seed by seed (Table 11.1), {int(k['significant'].sum())} "
+                f"of {len(k)} (K, task, noise) differences have an interval that excludes 0 "
+                f"(chance alone would give about {len(k) / 20:.1f}), and no difference exceeds "
+                f"{k['mean'].abs().max():.2f} points.")(
+                 diffs[diffs["factor"] == "top-K of L_SVD"]))
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
