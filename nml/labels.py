@@ -284,7 +284,7 @@ def task_panel_title(task: str, what: str) -> str:
     """
     from .data import TASKS
 
-    name = task_label(task) if TASKS[task].kind == "id" else human_label(task)
+    name = task_label(task) if task in TASKS and TASKS[task].kind == "id" else human_label(task)
     return f"{name}<br>{what}"
 
 
@@ -293,7 +293,7 @@ def tasks_in_order(tasks) -> list[str]:
     per-task figure. Used by chapters 04_lora, 05_full_finetune, 06_nmtune and 11_ablations."""
     from .data import TASKS
 
-    return sorted(set(tasks), key=lambda t: (TASKS[t].kind != "id", t))
+    return sorted(set(tasks), key=lambda t: (t not in TASKS or TASKS[t].kind != "id", t))
 
 
 def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "noise")) -> str:

@@ -45,8 +45,8 @@ Where things are
   rows shown (with :func:`seeds_text`).
 * Tables over seeds: :func:`summarize_over_seeds` (mean, error, n: every helper's statistics),
   :func:`mean_ci_table` ("mean ± error" strings), :func:`mean_over` (average over tasks or test
-  sets within a run) and :func:`average_by_kind` (the paper's average-ID / average-OOD numbers),
-  :func:`headline_rows`, :func:`collapse_corruptions`, :func:`best_noise`.
+  sets within a run), :func:`headline_rows` and :func:`headline_by_task` (one row per run and
+  task; tasks are never averaged together), :func:`collapse_corruptions`, :func:`best_noise`.
 * Effects of noise: :func:`noise_effect` (each noise level minus the clean model, Welch 95%
   interval), :func:`format_effect` (as prose), :func:`gap_bars_figure` (as bars);
   :func:`metric_correlations` (spectral metric vs accuracy).
@@ -76,7 +76,7 @@ from .labels import (BACKBONE_LABELS, COLUMN_LABELS, ERROR_KINDS, METHOD_LABELS,
                      log_ticks, method_order, noise_label, noise_percent, nth_color, palette_color,
                      scale_caption, seeds_text, task_label, task_panel_title, tasks_in_order)
 from .spectrum_figures import lambda_slider_figure, spectrum_figure
-from .tables import (SPECTRUM_KEY, average_by_kind, bars_text, best_noise, collapse_corruptions,
+from .tables import (SPECTRUM_KEY, bars_text, best_noise, collapse_corruptions,
                      compare_variants, format_effect, headline_by_task, headline_rows,
                      mean_ci_table, mean_over,
                      metric_correlations, noise_effect, pick_spectra, readable_table,
@@ -87,17 +87,19 @@ __all__ = [
     "ERROR_KINDS", "SCALE_LABELS", "DEFAULT_HEIGHT", "BACKBONE_LABELS",
     "METHOD_LABELS", "SPECTRUM_KEY",
     # captions and display
-    "caption", "scale_caption", "seeds_text", "task_label", "task_panel_title", "tasks_in_order", "add_caption", "figure_caption",
+    "caption", "scale_caption", "seeds_text", "task_label", "task_panel_title", "tasks_in_order",
+    "add_caption", "figure_caption",
     "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
     "human_label", "log_ticks",
     "palette_color",
     # tables and statistics over seeds
-    "summarize_over_seeds", "headline_rows", "mean_over", "average_by_kind",
+    "summarize_over_seeds", "headline_rows", "mean_over",
     "collapse_corruptions", "mean_ci_table", "noise_effect", "format_effect",
     "metric_correlations", "best_noise", "pick_spectra", "compare_variants", "bars_text",
     "readable_table", "headline_by_task",
     # figures
-    "accuracy_vs_noise", "chance_levels", "chance_by_task_label", "noise_panels", "label_noise_panels", "gap_bars_figure",
+    "accuracy_vs_noise", "chance_levels", "chance_by_task_label", "noise_panels",
+    "label_noise_panels", "gap_bars_figure",
     "spectrum_figure", "lambda_slider_figure", "grouped_bar_figure", "factor_panels",
 ]
 
@@ -155,17 +157,11 @@ def accuracy_vs_noise(df: pd.DataFrame, *, metric: str | None = "accuracy",
     return fig
 
 
-def chance_levels(tasks: Sequence[str], *, averaged: bool = False) -> dict[str, float]:
+def chance_levels(tasks: Sequence[str]) -> dict[str, float]:
     """``{legend label: accuracy %}`` of guessing, one entry per class count among ``tasks``
     (e.g. ``"chance, 7 classes": 14.29``): the floor an OOD accuracy figure draws, so that a
-    task sitting on it reads as carrying no signal. ``averaged``: one entry, the mean of the
-    tasks' chance levels, the floor of an accuracy averaged over those tasks. Used by chapters
-    02-06 and 08."""
+    task sitting on it reads as carrying no signal. Used by chapters 02-06, 08 and 11."""
     from .data import TASKS, chance_accuracy
-    if averaged:
-        tasks = sorted(set(tasks))
-        return {f"chance, mean over {len(tasks)} task{'s' if len(tasks) > 1 else ''}":
-                float(np.mean([chance_accuracy(t) for t in tasks]))} if tasks else {}
     levels = {}
     for task in sorted(set(tasks), key=lambda t: TASKS[t].num_classes):
         levels[f"chance, {TASKS[task].num_classes} classes"] = chance_accuracy(task)

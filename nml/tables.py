@@ -18,7 +18,7 @@ from .labels import COLUMN_LABELS, check_columns, error_label, human_label, task
 __all__ = ["bars_text", "summarize_over_seeds", "mean_over", "collapse_corruptions",
            "mean_ci_table", "readable_table", "noise_effect", "format_effect",
            "metric_correlations", "SPECTRUM_KEY", "headline_rows", "pick_spectra",
-           "compare_variants", "average_by_kind", "best_noise", "headline_by_task"]
+           "compare_variants", "best_noise", "headline_by_task"]
 
 def bars_text(error: str, n) -> str:
     """What a figure's error bars are, consistent with its seeds: "error bars: 95% t-interval
@@ -82,8 +82,7 @@ def mean_over(df: pd.DataFrame, column: str, *, label: str | None = "mean") -> p
     ``column`` is set to ``label`` in the result, or with ``label=None`` to the values averaged,
     sorted and joined by " + ".
 
-    Used by chapters 02_linear_probe and 03_feature_spectrum, and by :func:`average_by_kind`
-    (04_lora, 05_full_finetune, 06_nmtune, 11_ablations).
+    Used by chapters 02_linear_probe and 03_feature_spectrum.
     """
     check_columns(df, [column, "value"], "mean_over")
     keys = [c for c in df.columns if c not in (column, "value", *_NOT_RUN_COLUMNS)]
@@ -287,8 +286,9 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
     An ID task has a single test set; an OOD task has one per target domain (or corruption)
     plus ``mean``, their average, which is what the paper's OOD figures plot.
 
-    Used by chapters 04_lora, 05_full_finetune, 06_nmtune, 08_asymmetric_noise and
-    09_noisy_downstream (and by :func:`average_by_kind`).
+    Used by chapters 04_lora, 05_full_finetune, 06_nmtune, 07_practical_models,
+    08_asymmetric_noise, 09_noisy_downstream and 11_ablations (and by :func:`headline_by_task`
+    and :func:`compare_variants`).
     """
     from .data import TASKS
 
@@ -302,9 +302,10 @@ def headline_rows(df: pd.DataFrame) -> pd.DataFrame:
 def headline_by_task(df: pd.DataFrame) -> pd.DataFrame:
     """:func:`headline_rows` with the test set dropped and ``task`` in words
     (:func:`nml.labels.task_label`, e.g. "CIFAR-10 (ID)"): one row per run and task, for tables
-    and panels that keep every task apart instead of averaging a kind (:func:`average_by_kind`).
+    and panels that keep every task apart (the book never averages tasks of one kind: two
+    effects of opposite sign would cancel).
 
-    Used by chapter 11_ablations.
+    Used by chapters 07_practical_models and 11_ablations.
     """
     out = headline_rows(df).drop(columns="test_set")
     return out.assign(task=out["task"].map(task_label))
@@ -385,28 +386,6 @@ def compare_variants(frames: Mapping[str, pd.DataFrame], metrics: Sequence[str],
             out.append({"metric": metric, "task": "", "noise": "",
                         **{name: "not stored" for name in frames}})
     return pd.DataFrame(out)
-
-
-def average_by_kind(df: pd.DataFrame) -> pd.DataFrame:
-    """Each run's headline number averaged over the tasks of one kind: the paper's "average ID"
-    and "average OOD" results.
-
-    Takes tidy rows (any test sets; :func:`headline_rows` picks ``test`` / ``mean``), returns
-    one row per run, metric and kind with a ``kind`` column ("ID" or "OOD") and ``value`` the
-    mean over that kind's tasks (:func:`mean_over`); the other columns (``backbone``,
-    ``method``, ``noise``, ``pretrain_seed``, ``seed``, ``lam``, ...) are kept, so the seeds
-    stay separate for the error bars. ``task`` becomes the tasks averaged, joined by " + ".
-
-    Used by chapters 04_lora, 05_full_finetune, 06_nmtune and 11_ablations.
-    """
-    from .data import TASKS
-
-    rows = headline_rows(df).copy()
-    if rows.empty:
-        raise NMLError("average_by_kind: no ID 'test' or OOD 'mean' rows in the table")
-    rows["kind"] = rows["task"].map(lambda t: TASKS[t].kind.upper())
-    # The test set differs between kinds ("test" / "mean") and says nothing once averaged.
-    return mean_over(rows.drop(columns="test_set"), "task", label=None)
 
 
 def best_noise(summary: pd.DataFrame, *, by: Sequence[str]) -> pd.DataFrame:

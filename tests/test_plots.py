@@ -75,10 +75,7 @@ def test_chance_levels_are_drawn_once_per_class_count_and_only_where_asked():
     assert sorted(shape.y0 for shape in fig.layout.shapes) == pytest.approx([10.0, 100 / 7])
     assert [t.name for t in fig.data][-2:] == ["chance, 7 classes", "chance, 10 classes"]
     assert not plots.accuracy_vs_noise(_rows(CELLS)).layout.shapes
-    # an accuracy averaged over tasks sits on the mean of their chance levels
-    assert plots.chance_levels(["cifar10c", "pacs_photo"], averaged=True) == {
-        "chance, mean over 2 tasks": pytest.approx((10.0 + 100 / 7) / 2)}
-    assert plots.chance_levels([], averaged=True) == {}
+    assert plots.chance_levels([]) == {}
     # in a panel grid, the lines go into the named panel only, one legend entry each
     grid = plots.noise_panels({"ID": _rows(CELLS), "OOD": _rows(CELLS), "OOD 2": _rows(CELLS)},
                               cols=3, chance={"OOD": {"chance, 7 classes": 100 / 7},
@@ -393,19 +390,6 @@ def test_mean_over_keeps_runs_apart_and_labels_the_average():
     assert set(joined["task"]) == {"cifar10 + synthetic_id"} and set(joined["kind"]) == {"ID"}
     with pytest.raises(NMLError, match="lacks column"):
         plots.mean_over(df, "fraction")
-
-
-def test_average_by_kind_uses_the_headline_test_set_of_each_kind():
-    id_rows = _tuned({("lp", "synthetic_id", 0.0): [60.0], ("lp", "cifar10", 0.0): [80.0]})
-    ood = _tuned({("lp", "synthetic_ood_photo", 0.0): [40.0]}, test_set="mean")
-    target = _tuned({("lp", "synthetic_ood_photo", 0.0): [10.0]}, test_set="sketch")
-    out = plots.average_by_kind(pd.concat([id_rows, ood, target], ignore_index=True))
-    out = out.set_index("kind")
-    assert out.loc["ID", "value"] == pytest.approx(70.0)
-    assert out.loc["ID", "task"] == "cifar10 + synthetic_id"
-    assert out.loc["OOD", "value"] == pytest.approx(40.0), "the per-target row is not averaged"
-    with pytest.raises(NMLError, match="no ID 'test' or OOD 'mean' rows"):
-        plots.average_by_kind(target)
 
 
 def test_headline_rows_task_label_and_best_noise():
