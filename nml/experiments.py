@@ -343,17 +343,21 @@ class Pipeline:
         """Frozen features of a task's train and test sets, extracted once and cached.
 
         ``augment_seed`` augments the train images (``augmentation``: see
-        :func:`nml.features.extract_features`); the test images never are.
+        :func:`nml.features.extract_features`); the test images never are. The cache key holds
+        the weights' fingerprint (:func:`nml.features.weights_fingerprint`), so the backbone is
+        loaded (or trained) first, and a re-trained model never replays an earlier run's features.
         """
-        from .features import cached_features, extract_features
+        from .features import cached_features, extract_features, weights_fingerprint
         task = self.task(task_name)
-        payload = {"pretrain": pcfg.to_dict(), **self._task_key(task_name),
-                   "augment_seed": augment_seed}
-        if augmentation != "pad_crop":   # the default stays out: cached features keep their key
+        # The weights, not only the config, identify the features: a model trained again after
+        # its checkpoint was lost is another model (and _train records that it is a re-run).
+        model = self.backbone(pcfg)
+        payload = {"pretrain": pcfg.to_dict(), "weights": weights_fingerprint(model),
+                   **self._task_key(task_name), "augment_seed": augment_seed}
+        if augmentation != "pad_crop":   # the default stays out of the key
             payload["augmentation"] = augmentation
 
         def compute():
-            model = self.backbone(pcfg)
             mean, std = self._stats(pcfg)
             out = {"train/x": extract_features(model, task.train.images, mean, std,
                                                 device=self.device, augment_seed=augment_seed,

@@ -4,7 +4,10 @@ Black-box tuning (LP, MLP, NMTune) and the spectrum analysis only ever see the f
 extractor's features, so running the backbone on every tuning step (as the authors' code does)
 repeats the same work 30 times. Here a feature matrix is computed once, saved in the cache
 folder (``$NML_CACHE/features``, never committed) under a key made from the pre-training
-config, the dataset and the extraction settings, and reloaded afterwards.
+config, the weights' fingerprint (:func:`weights_fingerprint`), the dataset and the extraction
+settings, and reloaded afterwards. The fingerprint matters on a CPU, where training is not
+bit-reproducible: a model trained again from the same config gets its own features instead of
+silently replaying those of the earlier run.
 
 Long extractions (a released model at 224 px on a CPU, chapter 07_practical_models) go
 through :func:`cached_extraction`: the features are written chunk by chunk, so an interrupted
@@ -15,6 +18,7 @@ Used by chapters 02_linear_probe, 03_feature_spectrum, 06_nmtune, 07_practical_m
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import time
@@ -27,7 +31,7 @@ from .config import config_hash
 from .errors import ConfigError
 from .storage import atomic_write_bytes, default_cache_root
 
-__all__ = ["extract_features", "cached_features", "cached_extraction"]
+__all__ = ["extract_features", "cached_features", "cached_extraction", "weights_fingerprint"]
 
 
 @torch.no_grad()
@@ -64,6 +68,21 @@ def extract_features(backbone, images: torch.Tensor, mean, std, *, batch_size: i
             feats = backbone.features(x)
         chunks.append(feats.float().cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, backbone.feature_dim)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A 16-hex-digit hash of ``model``'s state dict (names, shapes, dtypes and exact values).
+
+    Part of every feature cache key (:meth:`nml.experiments.Pipeline.features`): two runs of one
+    pre-training config give different weights on a CPU, and their features must not share a
+    cache entry. Memory layout (channels-last) does not change it.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _cache_path(key_payload: dict, cache_root: str | Path | None) -> Path:

@@ -53,7 +53,9 @@ def spectrum_units(store: ResultStore):
 
 
 def feature_payload(unit) -> dict:
-    """The feature-cache payload of ``Pipeline.features`` (unaugmented) for a spectrum unit."""
+    """The feature-cache payload that ``Pipeline.features`` (unaugmented) used for a spectrum unit
+    before the cache key held the weights' fingerprint: the caches this script reads were all
+    written then. Recomputed features go through today's key."""
     return {**unit.config, "augment_seed": None}
 
 

@@ -159,3 +159,24 @@ def test_openclip_tower_from_a_small_config(tmp_path):
                        for fc in ("c_fc", "c_proj")}
     with pytest.raises(ConfigError, match="tag"):
         build_backbone("openclip:nml-test-tiny-vit", 3, pretrained=True)
+
+
+def test_weights_fingerprint_tells_runs_apart_but_not_layouts():
+    """The feature cache's identity of a model: equal weights (in any memory layout) give one
+    fingerprint, one changed value another."""
+    import copy
+
+    from nml.features import weights_fingerprint
+    torch.manual_seed(0)
+    model = build_backbone("resnet_micro", 10)
+    twin = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    assert weights_fingerprint(twin) == weights_fingerprint(model)
+    assert len(weights_fingerprint(model)) == 16
+    with torch.no_grad():
+        first = next(twin.parameters())
+        first[(0,) * first.dim()] += 1e-6
+    assert weights_fingerprint(twin) != weights_fingerprint(model)
+    # buffers count too: BatchNorm running statistics are part of the model
+    other = copy.deepcopy(model)
+    next(b for n, b in other.named_buffers() if n.endswith("running_mean")).add_(1.0)
+    assert weights_fingerprint(other) != weights_fingerprint(model)

@@ -405,13 +405,16 @@ def test_device_parameters_share_one_check():
 def test_a_unit_computed_on_a_retrained_backbone_says_so(tmp_path, monkeypatch):
     """A model whose checkpoint is gone is trained again; when the re-run's accuracy differs
     from the stored pre-training unit (CPU training is not bit-reproducible), every unit
-    computed from it records both accuracies, and one computed from the same weights does not."""
+    computed from it records both accuracies, and one computed from the same weights does not.
+    The re-run's features are its own: those cached from the first run's weights (same config)
+    are not replayed for it."""
     import dataclasses
+
+    import torch
 
     import nml.pretrain as pretrain_mod
     from nml.experiments import Pipeline
 
-    # a private feature cache: features cached by another test would spare the backbone
     monkeypatch.setenv("NML_CACHE", str(tmp_path / "cache"))
     store = ResultStore(tmp_path / "results")
     first = Pipeline("tiny", store=store, progress=False, checkpoint_dir=tmp_path / "ck1")
@@ -422,10 +425,18 @@ def test_a_unit_computed_on_a_retrained_backbone_says_so(tmp_path, monkeypatch):
     assert "backbone_retrained" not in same.info
 
     real = pretrain_mod.pretrain
-    monkeypatch.setattr(pretrain_mod, "pretrain", lambda *a, **k: dataclasses.replace(
-        real(*a, **k), test_accuracy=stored - 0.5))
+
+    def rerun(*args, **kwargs):   # another run of the same config: other weights and accuracy
+        result = real(*args, **kwargs)
+        with torch.no_grad():
+            next(result.backbone.parameters()).add_(0.01)
+        return dataclasses.replace(result, test_accuracy=stored - 0.5)
+
+    monkeypatch.setattr(pretrain_mod, "pretrain", rerun)
     again = Pipeline("tiny", store=store, progress=False, checkpoint_dir=tmp_path / "ck2")
-    task = again.scale.ood_tasks[0]     # features not cached yet: they need the backbone
+    cached = first.features(pcfg, task)["train"][0]
+    assert not torch.equal(again.features(pcfg, task)["train"][0], cached)
+    assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 2
     unit = again.tune(pcfg, task, again.tune_config("lp", seed=1))
     note = unit.info["backbone_retrained"]
     assert note["stored_test_accuracy"] == pytest.approx(stored)
@@ -439,5 +450,5 @@ def test_a_unit_computed_on_a_retrained_backbone_says_so(tmp_path, monkeypatch):
     replay = Pipeline("tiny", store=store, progress=False, replay_only=True)
     assert run_grid(replay, Grid(("lp",), tasks=(task,), tune_seeds=(1,), **grid),
                     progress=False).retrained == {(pcfg.backbone, 0.1, 0): note}
-    assert run_grid(replay, Grid(("lp",), tasks=(first.scale.id_tasks[0],), tune_seeds=(0,),
+    assert run_grid(replay, Grid(("lp",), tasks=(task,), tune_seeds=(0,),
                                  **grid), progress=False).retrained == {}
