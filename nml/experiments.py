@@ -91,7 +91,9 @@ SCALES: dict[str, Scale] = {
         name="cpu",
         description=("reduced CPU scale: CIFAR-100 pre-training on half its training set "
                      "(25k images) at 32 px, quarter-width ResNet-18 (CIFAR stem), 6 epochs, "
-                     "noise 0 / 10 / 30 %, 1 pre-training seed; 10 tuning epochs; test sets capped at 3,000 images, "
+                     "noise 0 / 10 / 30 %, 1 pre-training seed; 10 black-box tuning epochs "
+                     "(LP / MLP / NMTune), 3 LoRA / FT epochs on at most 5,000 train images; "
+                     "test sets capped at 3,000 images, "
                      "CIFAR-10-C at severity 5; 2-core CPU"),
         upstream="cifar100", image_size=32,
         backbones=("resnet18_cifar_narrow",),
@@ -108,7 +110,8 @@ SCALES: dict[str, Scale] = {
         description=("CPU scale: CIFAR-100 pre-training on all 50k training images at 32 px, "
                      "quarter-width ResNet-18 (CIFAR stem, D = 128), 20 epochs in bf16, "
                      "noise 0 / 5 / 10 / 20 / 30 %, 3 pre-training seeds (the replicates), "
-                     "1 tuning seed per model; 10 tuning epochs; full test sets, "
+                     "1 tuning seed per model; 10 black-box tuning epochs (LP / MLP / NMTune); "
+                     "full test sets, "
                      "CIFAR-10-C at severity 5, PACS photo -> other domains and PACS with sketch "
                      "held out; 2-core CPU"),
         upstream="cifar100", image_size=32,

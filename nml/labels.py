@@ -22,7 +22,7 @@ __all__ = ["SCALE_LABELS", "ERROR_KINDS", "caption", "add_caption", "figure_capt
            "check_columns", "noise_percent", "nth_color", "palette_color", "noise_label",
            "log_ticks", "METRIC_TITLES", "BACKBONE_LABELS", "METHOD_LABELS", "TASK_LABELS",
            "human_label", "task_label", "seeds_text", "method_order", "scale_caption",
-           "COLUMN_LABELS", "task_panel_title", "tasks_in_order"]
+           "COLUMN_LABELS", "task_panel_title", "tasks_in_order", "retrained_text"]
 
 SCALE_LABELS = {
     "tiny": "tiny scale (embedded synthetic data, CPU)",
@@ -328,6 +328,25 @@ def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "no
     if len(set(texts.values())) == 1:  # every method has the same seeds: say it once
         return next(iter(texts.values()))
     return "; ".join(f"{METHOD_LABELS.get(m, m)} {t}" for m, t in texts.items())
+
+
+def retrained_text(retrained: Mapping, what: str) -> str:
+    """The provenance sentence for models trained again after their checkpoint was lost
+    (:attr:`nml.chapters.GridResult.retrained`): which model, its re-run's and the stored clean
+    test accuracy, and what that means for ``what`` (e.g. "the sweep's points"). "" when no
+    unit came from a re-run.
+
+    Used by chapters 06_nmtune (the lambda explorer) and 11_ablations (paper vs authors' code).
+    """
+    if not retrained:
+        return ""
+    models = "; ".join(
+        f"the {noise:.0%}-noise model of pre-training seed {seed} is a re-run of the stored one, "
+        f"whose checkpoint was lost (clean test accuracy {note['this_run_test_accuracy']:.2f} % "
+        f"against the stored {note['stored_test_accuracy']:.2f} %)"
+        for (_, noise, seed), note in sorted(retrained.items()))
+    return (f"**Provenance.** {models[0].upper()}{models[1:]}: CPU training is not "
+            f"bit-reproducible, so {what} come from sibling models of one configuration.")
 
 
 def method_order(method: str) -> int:

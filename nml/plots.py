@@ -74,7 +74,8 @@ from .errors import NMLError
 from .labels import (BACKBONE_LABELS, COLUMN_LABELS, ERROR_KINDS, METHOD_LABELS, SCALE_LABELS,
                      TASK_LABELS, add_caption, caption, check_columns, figure_caption, human_label,
                      log_ticks, method_order, noise_label, noise_percent, nth_color, palette_color,
-                     scale_caption, seeds_text, task_label, task_panel_title, tasks_in_order)
+                     retrained_text, scale_caption, seeds_text, task_label, task_panel_title,
+                     tasks_in_order)
 from .spectrum_figures import lambda_slider_figure, spectrum_figure
 from .tables import (SPECTRUM_KEY, bars_text, best_noise, collapse_corruptions,
                      compare_variants, format_effect, headline_by_task, headline_rows,
@@ -88,7 +89,7 @@ __all__ = [
     "METHOD_LABELS", "SPECTRUM_KEY",
     # captions and display
     "caption", "scale_caption", "seeds_text", "task_label", "task_panel_title", "tasks_in_order",
-    "add_caption", "figure_caption",
+    "add_caption", "figure_caption", "retrained_text",
     "show", "figure_html", "PlotlyMimeRenderer", "FIGURE_MIME", "NARROW_PX", "TASK_LABELS",
     "human_label", "log_ticks",
     "palette_color",

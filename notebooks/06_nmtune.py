@@ -209,14 +209,8 @@ for (task_name, nz), part in sweep_summary.groupby(["task", "noise"]):
 retrained = sweep.retrained
 display(Markdown("Accuracy along the sweep (1 tuning seed, so differences below a point or two "
                  "may be noise):\n\n" + "\n".join(lines)
-                 + ("\n\n**Provenance.** " + "; ".join(
-                     f"The {nz:.0%}-noise model (pre-training seed {sd}) of this sweep is a "
-                     f"re-run of the stored one, whose checkpoint was lost (clean test accuracy "
-                     f"{n['this_run_test_accuracy']:.2f} % against the stored "
-                     f"{n['stored_test_accuracy']:.2f} %)"
-                     for (bb, nz, sd), n in sorted(retrained.items()))
-                    + ": CPU training is not bit-reproducible, so the sweep's points and the "
-                    "figures above come from sibling models of one configuration."
+                 + ("\n\n" + plots.retrained_text(
+                     retrained, "the sweep's points and the figures above")
                     if retrained else "")))
 
 # %% [markdown]

@@ -428,7 +428,11 @@ display(Markdown(
     + f". {len(significant)} of {len(acc_diff)} (task, noise) cells have an interval that "
     "excludes 0. The spectral rows of Table 11.5 compare the tuned features of the two set-ups "
     "under each spectrum preprocessing; runs stored before nml kept the authors' "
-    "preprocessing read 'not stored' there, never 0."))
+    "preprocessing read 'not stored' there, never 0."
+    + ("\n\n" + plots.retrained_text(
+        {k: v for r in authors_results for k, v in r.retrained.items()},
+        "both set-ups' runs (paired on the same re-run, so the difference is unaffected)")
+       if any(r.retrained for r in authors_results) else "")))
 
 # %% [markdown]
 # ## What this scale shows

@@ -50,3 +50,15 @@ def test_hash_is_stable_and_depends_on_values():
     assert a.hash() == b.hash()
     assert a.hash() != a.replace(noise=0.05).hash()
     assert a.to_dict()["sizes"] == [1, 2]
+
+
+def test_scale_descriptions_state_the_scales_own_epochs():
+    """The caption text of a CPU scale repeats its epoch counts; it must say what runs."""
+    from nml.experiments import SCALES
+    for name in ("cpu", "cpu_seeds"):
+        scale = SCALES[name]
+        assert f"{scale.pretrain_epochs} epochs" in scale.description
+        assert f"{scale.tune_epochs} black-box tuning epochs" in scale.description
+    cpu = SCALES["cpu"]
+    assert (f"{cpu.whitebox_epochs} LoRA / FT epochs on at most "
+            f"{cpu.whitebox_train_limit:,} train images") in cpu.description

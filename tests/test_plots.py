@@ -598,3 +598,15 @@ def test_per_task_panels_are_ordered_and_titled_in_two_lines():
         f"{plots.task_label('cifar10')}<br>accuracy (%)"
     ood = plots.task_panel_title("pacs_heldout_sketch", "LSVR")
     assert ood.endswith("<br>LSVR") and "(OOD)" not in ood
+
+
+def test_retrained_text_names_each_rerun_and_its_accuracies():
+    from nml.plots import retrained_text
+    assert retrained_text({}, "x") == ""
+    note = {"stored_test_accuracy": 59.59, "this_run_test_accuracy": 59.18}
+    text = retrained_text({("resnet", 0.0, 0): note, ("resnet", 0.1, 2): {
+        "stored_test_accuracy": 56.81, "this_run_test_accuracy": 56.62}}, "the points")
+    assert text.startswith("**Provenance.** The 0%-noise model of pre-training seed 0")
+    assert "59.18 % against the stored 59.59 %" in text
+    assert "10%-noise model of pre-training seed 2" in text and "56.62 %" in text
+    assert text.endswith("so the points come from sibling models of one configuration.")
