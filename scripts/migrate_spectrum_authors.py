@@ -17,6 +17,14 @@ only the first. This script adds the second to them **without changing their key
 3. it adds the authors' rows and arrays (``ResultStore.amend``: atomic, adds only, notes the
    amendment in the unit's provenance).
 
+Black-box tuning units (``--tuning``, experiments ``linear_probe``, ``nmtune`` and ``clip``) store
+the spectrum of the features their classifier sees (LP: the frozen F; MLP / NMTune: Z), which
+only a tuning run yields. For the scales named by ``--recompute`` the script runs each such unit
+again into a scratch store and adds the authors' rows only when **every** stored row (accuracy,
+F1, SVE, LSVR of every test set) and the paper's singular values are reproduced within
+``--tolerance``; the tiny scale is deterministic on a CPU, so its units pass, and a run that is not
+bit-reproducible is reported and left alone.
+
 Idempotent: units that already carry the authors' rows are skipped, so it can be rerun after a
 grid adds units. Units whose features cannot be found (e.g. the old reduced ``cpu`` scale,
 whose checkpoints are gone) are reported as not migrated; the chapters and the scorecard show
@@ -34,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from nml.config import config_hash
 from nml.experiments import Pipeline
@@ -42,6 +51,9 @@ from nml.results import ResultStore, default_cache_root
 from nml.spectrum import METRIC_NAMES
 
 EXPERIMENTS = ("spectrum", "clip")
+#: Tuning units whose Z / F spectrum a scorecard claim reads (C9*, K*): the chapters' LP,
+#: MLP and NMTune grids.
+TUNING_EXPERIMENTS = ("linear_probe", "nmtune", "clip")
 AUTHORS_METRICS = set(METRIC_NAMES["authors"].values())
 
 
@@ -50,6 +62,94 @@ def spectrum_units(store: ResultStore):
         for unit in store.units(experiment):
             if len(unit.rows) and (unit.rows["method"] == "frozen").all():
                 yield unit
+
+
+def tuning_units(store: ResultStore):
+    """Stored black-box tuning units that carry a spectrum (metric ``sve``)."""
+    from nml.tune import BLACKBOX_METHODS
+    for experiment in TUNING_EXPERIMENTS:
+        for unit in store.units(experiment):
+            if (len(unit.rows) and set(unit.rows["method"]) <= set(BLACKBOX_METHODS)
+                    and (unit.rows["method"] != "frozen").all()
+                    and "sve" in set(unit.rows["metric"])):
+                yield unit
+
+
+def unit_label(unit) -> str:
+    first = unit.rows.iloc[0]
+    return (f"{unit.experiment}/{unit.key} ({first['scale']}, {first['backbone']}, "
+            f"noise {first['noise']:g}, seed {first['pretrain_seed']:g}, {first['task']}"
+            + (f", {first['method']} seed {first['seed']:g})" if first["method"] != "frozen"
+               else ")"))
+
+
+def check_rerun(unit, rerun, tolerance: float) -> float:
+    """Largest relative difference between a stored tuning unit and its re-run, over every
+    stored row and every stored array (LookupError when the re-run lacks one)."""
+    fresh = {(r.test_set, r.metric): r.value for r in rerun.rows.itertuples()}
+    worst = 0.0
+    for r in unit.rows.itertuples():
+        if (r.test_set, r.metric) not in fresh:
+            raise LookupError(f"the re-run has no row {(r.test_set, r.metric)}")
+        new = fresh[(r.test_set, r.metric)]
+        worst = max(worst, abs(new - r.value) / max(abs(r.value), 1e-12))
+    for name, old in unit.arrays.items():
+        new = rerun.arrays.get(name)
+        if new is None or new.shape != old.shape:
+            raise LookupError(f"the re-run's array {name} differs in shape")
+        worst = max(worst, float(np.max(np.abs(old - new)) / max(np.abs(old).max(), 1e-300)))
+    return worst
+
+
+def migrate_tuning(store: ResultStore, recompute: set[str], tolerance: float, dry_run: bool,
+                   report: dict) -> None:
+    """The ``--tuning`` pass (see the module docstring)."""
+    import tempfile
+
+    from nml.tune import TuneConfig
+    todo = [u for u in tuning_units(store) if not AUTHORS_METRICS <= set(u.rows["metric"])]
+    report["already"] += [unit_label(u) for u in tuning_units(store)
+                          if AUTHORS_METRICS <= set(u.rows["metric"])]
+    todo.sort(key=lambda u: (str(u.rows["scale"].iloc[0]), u.config["pretrain"]["backbone"],
+                             PretrainConfig.from_dict(u.config["pretrain"]).hash(), u.key))
+    with tempfile.TemporaryDirectory() as scratch_root:
+        scratch = ResultStore(Path(scratch_root) / "results")
+        pipes: dict[str, Pipeline] = {}
+        for unit in tqdm(todo, desc="tuning units", disable=not todo):
+            label, scale = unit_label(unit), str(unit.rows["scale"].iloc[0])
+            if scale not in recompute:
+                report["not migrated"].append(f"{label}: scale {scale!r} is not recomputed")
+                continue
+            if dry_run:
+                report["migrated"].append(f"{label}: would run it again")
+                continue
+            pipe = pipes.setdefault(scale, Pipeline(scale, store=scratch, progress=False))
+            pcfg = PretrainConfig.from_dict(unit.config["pretrain"])
+            tcfg = TuneConfig.from_dict(unit.config["tune"])
+            task = unit.config["task"]
+            if pipe.tune_ref(pcfg, task, tcfg, experiment=unit.experiment) != (
+                    unit.experiment, unit.config):
+                report["not migrated"].append(f"{label}: its key does not match today's config")
+                continue
+            rerun = pipe.tune(pcfg, task, tcfg, experiment=unit.experiment)
+            try:
+                worst = check_rerun(unit, rerun, tolerance)
+            except LookupError as err:
+                report["not migrated"].append(f"{label}: {err}")
+                continue
+            if worst > tolerance:
+                report["not migrated"].append(
+                    f"{label}: the re-run is {worst:.2e} (relative) away from the stored unit "
+                    f"(> {tolerance:g}); not the same run")
+                continue
+            rows = rerun.rows[rerun.rows["metric"].isin(AUTHORS_METRICS)].to_dict("records")
+            arrays = {k: v for k, v in rerun.arrays.items() if k.startswith("authors/")}
+            store.amend(unit, [{k: v for k, v in r.items() if k != "experiment"} for r in rows],
+                        arrays, note=(
+                f"authors' spectrum preprocessing (sve_authors, lsvr_authors, authors/<set>) "
+                f"added by scripts/migrate_spectrum_authors.py --tuning from a re-run of this "
+                f"unit's config that reproduces every stored row and array to {worst:.1e}"))
+            report["migrated"].append(f"{label}: re-run matches to {worst:.1e}")
 
 
 def feature_payload(unit) -> dict:
@@ -107,6 +207,9 @@ def main(argv=None) -> int:
                         help="largest relative difference allowed between the stored and the "
                              "recomputed paper spectrum")
     parser.add_argument("--dry-run", action="store_true", help="report only, write nothing")
+    parser.add_argument("--tuning", action="store_true",
+                        help="also migrate black-box tuning units by running them again "
+                             "(scales in --recompute only; see the module docstring)")
     args = parser.parse_args(argv)
 
     store = ResultStore(args.results)
@@ -129,9 +232,7 @@ def main(argv=None) -> int:
         return rank, pcfg_hash, unit.experiment, unit.key
 
     for unit in sorted(spectrum_units(store), key=cost):
-        label = (f"{unit.experiment}/{unit.key} ({unit.rows['scale'].iloc[0]}, "
-                 f"{unit.rows['backbone'].iloc[0]}, noise {unit.rows['noise'].iloc[0]:g}, "
-                 f"seed {unit.rows['pretrain_seed'].iloc[0]:g}, {unit.rows['task'].iloc[0]})")
+        label = unit_label(unit)
         if AUTHORS_METRICS <= set(unit.rows["metric"]):
             report["already"].append(label)
             continue
@@ -180,6 +281,8 @@ def main(argv=None) -> int:
                 f"spectrum recomputed from them matches the stored one to {worst:.1e}"))
         report["migrated"].append(f"{label}: from {origin} (paper spectrum matches to "
                                   f"{worst:.1e})")
+    if args.tuning:
+        migrate_tuning(store, recompute, args.tolerance, args.dry_run, report)
     for what, items in report.items():
         print(f"{what}: {len(items)}")
         if what != "already":

@@ -204,7 +204,10 @@ def test_migration_adds_the_authors_rows_without_changing_keys(tiny_store, tmp_p
     """A spectrum unit stored with the paper's rows only (as before) gets the authors' rows from
     its cached features, keeps its key, and a second run does nothing; a unit whose stored
     values its features do not reproduce is left alone."""
-    from nml.results import UnitOutput
+    import torch
+
+    from nml.config import config_hash
+    from nml.results import UnitOutput, default_cache_root
     migrate = _migration_script()
     store = ResultStore(tmp_path / "results")
     pipe = Pipeline("tiny", store=tiny_store, progress=False)
@@ -218,6 +221,12 @@ def test_migration_adds_the_authors_rows_without_changing_keys(tiny_store, tmp_p
         unit = store.put("spectrum", pipe.spectrum_key(pcfg, "synthetic_id"),
                          UnitOutput(rows=rows, arrays=arrays))
         keys[noise] = unit.key
+        # the caches the script reads were written before the key held the weights' fingerprint
+        tensors = {"train/x": feats["train"][0], "train/y": feats["train"][1],
+                   **{f"test/{n}/{xy}": t for n, pair in feats["tests"].items()
+                      for xy, t in zip("xy", pair)}}
+        legacy = f"{config_hash(migrate.feature_payload(unit))}.pt"
+        torch.save(tensors, default_cache_root() / "features" / legacy)
     assert migrate.main(["--results", str(store.root), "--recompute", ""]) == 0
     out = capsys.readouterr().out
     assert "migrated: 1" in out and "not migrated: 1" in out and "not the same features" in out
@@ -285,3 +294,40 @@ def test_auto_scale_does_not_call_a_scale_with_every_model_incomplete(tiny_store
     text = results[0].description
     assert "the `cpu_seeds` scale has all 15 pre-trained models stored but not this chapter's " \
            "runs on them" in text and "not complete" not in text
+
+
+def test_tuning_migration_needs_a_rerun_that_reproduces_every_stored_row(tiny_store, tmp_path,
+                                                                        capsys):
+    """--tuning adds the authors' rows to a tuning unit stored without them only when running it
+    again reproduces all its stored rows and arrays; a unit whose numbers differ is left alone."""
+    from nml.results import UnitOutput
+    migrate = _migration_script()
+    store = ResultStore(tmp_path / "results")
+    pipe = Pipeline("tiny", store=tiny_store, progress=False)
+    pcfg = pipe.pretrain_config(pipe.scale.backbones[0], 0.0, 0)
+    keys = {}
+    for seed in (0, 1):
+        tcfg = pipe.tune_config("nmtune", seed=seed, epochs=2)
+        full = pipe.tune(pcfg, "synthetic_id", tcfg)
+        assert {"sve_authors", "lsvr_authors"} <= set(full.rows["metric"])
+        old = full.rows[~full.rows["metric"].isin(["sve_authors", "lsvr_authors"])].copy()
+        if seed == 1:   # a stored accuracy its re-run does not give
+            old.loc[old["metric"] == "accuracy", "value"] += 0.5
+        arrays = {k: v for k, v in full.arrays.items() if not k.startswith("authors/")}
+        experiment, config = pipe.tune_ref(pcfg, "synthetic_id", tcfg)
+        keys[seed] = store.put(experiment, config, UnitOutput(
+            rows=old.drop(columns=["experiment"], errors="ignore").to_dict("records"),
+            arrays=arrays)).key
+    assert migrate.main(["--results", str(store.root), "--tuning"]) == 0
+    out = capsys.readouterr().out
+    assert "migrated: 1" in out and "not the same run" in out
+    done = store.load(experiment, keys[0])
+    assert done.key == keys[0]
+    want = pipe.tune(pcfg, "synthetic_id", pipe.tune_config("nmtune", seed=0, epochs=2))
+    got = done.rows.set_index(["test_set", "metric"])["value"]
+    for r in want.rows.itertuples():
+        assert got[(r.test_set, r.metric)] == pytest.approx(r.value, rel=1e-12)
+    assert set(done.arrays) == set(want.arrays)
+    assert "sve_authors" not in set(store.load(experiment, keys[1]).rows["metric"])
+    assert migrate.main(["--results", str(store.root), "--tuning"]) == 0
+    assert "already: 1" in capsys.readouterr().out
