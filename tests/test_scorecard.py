@@ -741,3 +741,29 @@ def test_stored_models_line_counts_the_scales_models():
     assert "compares 0 % with the heaviest stored level (0 %)" in line
     assert stored_models_line(index(models), "cpu_seeds") == ""
     assert stored_models_line(two, "no_such_scale") == ""
+
+
+def test_an_authors_preprocessing_claim_lists_the_cells_only_its_paper_twin_has():
+    """C9aA measured where only one backbone's units carry the authors' preprocessing: the
+    other backbone's cell (present under the paper's definition) is listed as left out, never
+    silently dropped; with no such cell at all the claim is not run."""
+    groups = []
+    for backbone, authors in (("resnet_micro", False), ("vit_micro", True)):
+        for method, values in (("nmtune", [2.5, 2.6, 2.7]), ("lp", [2.0, 2.1, 2.1])):
+            by_noise = {n: values for n in (0.0, 0.1, 0.3)}
+            groups.append(_tune_rows(by_noise, method=method, backbone=backbone,
+                                     metric="sve", pretrain_seed=0))
+            if authors:
+                groups.append(_tune_rows(by_noise, method=method, backbone=backbone,
+                                         metric="sve_authors", pretrain_seed=0))
+    index = _index(*groups)
+    paper = sc.score(index, _by_id("C9a"), "tiny")
+    authors = sc.score(index, _by_id("C9aA"), "tiny")
+    assert set(paper.cells) == {"resnet_micro / synthetic_id", "vit_micro / synthetic_id"}
+    assert set(authors.cells) == {"vit_micro / synthetic_id"}
+    assert "not stored under the authors' preprocessing" in \
+        authors.measurement.excluded["resnet_micro / synthetic_id"]
+    assert authors.headline.mean == pytest.approx(0.5333333)
+    assert "(1 cell left out, see details)" in sc.render_markdown(index, scales=("tiny",))
+    only_paper = _index(*[g for g in groups if g[0]["metric"] == "sve"])
+    assert sc.score(only_paper, _by_id("C9aA"), "tiny").verdict == "not run"

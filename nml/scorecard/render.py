@@ -173,6 +173,9 @@ def _scale_lines(scale: str, rows: list, progress: str = "") -> list[str]:
     for r in rows:
         c = r.measurement.claim
         effect = headline_text(r)
+        if r.measurement.excluded and r.cells:
+            left = len(r.measurement.excluded)
+            effect += f" ({left} cell{'s' if left > 1 else ''} left out, see details)"
         lines.append("| " + " | ".join(_cell_text(t) for t in (
             f"**{c.id}** {c.title}", c.effect,
             "> 0" if c.direction > 0 else "< 0", effect, f"**{r.verdict}**")) + " |")
