@@ -341,12 +341,15 @@ def retrained_text(retrained: Mapping, what: str) -> str:
     if not retrained:
         return ""
     models = "; ".join(
-        f"the {noise:.0%}-noise model of pre-training seed {seed} is a re-run of the stored one, "
-        f"whose checkpoint was lost (clean test accuracy {note['this_run_test_accuracy']:.2f} % "
-        f"against the stored {note['stored_test_accuracy']:.2f} %)"
+        f"{noise:.0%} noise, seed {seed}: {note['this_run_test_accuracy']:.2f} % "
+        f"(stored {note['stored_test_accuracy']:.2f} %)"
         for (_, noise, seed), note in sorted(retrained.items()))
-    return (f"**Provenance.** {models[0].upper()}{models[1:]}: CPU training is not "
-            f"bit-reproducible, so {what} come from sibling models of one configuration.")
+    many = len(retrained) > 1
+    return (f"**Provenance.** {len(retrained)} pre-trained model{'s' if many else ''} "
+            f"{'were' if many else 'was'} trained again because {'their' if many else 'its'} "
+            f"checkpoint{'s' if many else ''} did not survive a change of machine; CPU training "
+            f"is not bit-reproducible, so {what} come from sibling models of one configuration. "
+            f"Upstream test accuracy of each re-run against the stored model: {models}.")
 
 
 def method_order(method: str) -> int:

@@ -431,7 +431,7 @@ display(Markdown(
     "preprocessing read 'not stored' there, never 0."
     + ("\n\n" + plots.retrained_text(
         {k: v for r in authors_results for k, v in r.retrained.items()},
-        "both set-ups' runs (paired on the same re-run, so the difference is unaffected)")
+        "both set-ups' runs (each pair on one and the same model)")
        if any(r.retrained for r in authors_results) else "")))
 
 # %% [markdown]
