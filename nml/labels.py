@@ -332,9 +332,9 @@ def seeds_text(df: pd.DataFrame, *, by: Sequence[str] = ("backbone", "task", "no
 
 def retrained_text(retrained: Mapping, what: str) -> str:
     """The provenance sentence for models trained again after their checkpoint was lost
-    (:attr:`nml.chapters.GridResult.retrained`): which model, its re-run's and the stored clean
-    test accuracy, and what that means for ``what`` (e.g. "the sweep's points"). "" when no
-    unit came from a re-run.
+    (:attr:`nml.chapters.GridResult.retrained`): which models, the upstream test accuracy of
+    each re-run and of the stored model, and what that means for ``what`` (e.g. "the sweep's
+    points"). "" when no unit came from a re-run.
 
     Used by chapters 06_nmtune (the lambda explorer) and 11_ablations (paper vs authors' code).
     """

@@ -22,8 +22,9 @@ the spectrum of the features their classifier sees (LP: the frozen F; MLP / NMTu
 only a tuning run yields. For the scales named by ``--recompute`` the script runs each such unit
 again into a scratch store and adds the authors' rows only when **every** stored row (accuracy,
 F1, SVE, LSVR of every test set) and the paper's singular values are reproduced within
-``--tolerance``; the tiny scale is deterministic on a CPU, so its units pass, and a run that is not
-bit-reproducible is reported and left alone.
+``--tolerance``. Tiny-scale runs repeat exactly on a CPU, so the units today's code stored pass;
+a unit its re-run does not reproduce (a run that is not bit-reproducible, or one stored by older
+code) is reported and left alone.
 
 Idempotent: units that already carry the authors' rows are skipped, so it can be rerun after a
 grid adds units. Units whose features cannot be found (e.g. the old reduced ``cpu`` scale,
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
                              "$NML_CACHE when not found (default: tiny; '' for none)")
     parser.add_argument("--tolerance", type=float, default=1e-6,
                         help="largest relative difference allowed between the stored and the "
-                             "recomputed paper spectrum")
+                             "recomputed paper spectrum (--tuning: every stored row and array)")
     parser.add_argument("--dry-run", action="store_true", help="report only, write nothing")
     parser.add_argument("--tuning", action="store_true",
                         help="also migrate black-box tuning units by running them again "
