@@ -56,7 +56,10 @@ _DRAW_JS = """
     var panel = 250, gap = 80, slider = (L.sliders && L.sliders.length) ? 110 : 0;
     // A legend title beside horizontal items squeezes them on a phone: it goes on its own row.
     var legendTitle = L.legend && L.legend.title && L.legend.title.text;
-    var top = 30, bottom = 60 + slider + 22 * (legendRows + (legendTitle ? 1 : 0));
+    // A panel title wrapped onto several lines (labels.task_panel_title) needs room above.
+    var titleBreaks = Math.max.apply(null, [0].concat((L.annotations || []).map(function (a) {
+      return String(a.text || "").split("<br>").length - 1; })));
+    var top = 30 + 16 * titleBreaks, bottom = 60 + slider + 22 * (legendRows + (legendTitle ? 1 : 0));
     var plotH = stack ? n * panel + (n - 1) * gap : Math.max(260, (L.height || 450) - 120);
     L.height = top + plotH + bottom;
     L.margin = {l: 55, r: 12, t: top, b: bottom};

@@ -139,6 +139,21 @@ def screen(request, driver):
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
+# Plotly annotations (panel titles) whose top lies above their figure's box: clipped by the SVG.
+CLIPPED_TITLES_JS = r"""
+const out = [];
+document.querySelectorAll('.js-plotly-plot').forEach(gd => {
+  const top = gd.getBoundingClientRect().top;
+  gd.querySelectorAll('.annotation-text-g').forEach(a => {
+    const r = a.getBoundingClientRect();
+    if (r.height > 0 && r.top < top - 1)
+      out.push(a.textContent.slice(0, 40) + ' (' + Math.round(top - r.top) + ' px above)');
+  });
+});
+return out;
+"""
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_page_reads_offline(driver, book_url, page, screen, screenshot_dir):
     driver.get_log("performance")  # start from an empty request log
@@ -175,6 +190,11 @@ def test_page_reads_offline(driver, book_url, page, screen, screenshot_dir):
                 re.search(r"(^|\D)1 seed: no spread", text) and "error bars: 95" in text
                 and "no bar" not in text):
             problems.append(f"{fig['number']}: self-contradicting caption: {fig['text'][:200]}")
+    # Panel titles sit inside their figure (a two-line title once lost its first line above
+    # the phone layout's top margin).
+    clipped = driver.execute_script(CLIPPED_TITLES_JS) if has_figures else []
+    if clipped:
+        problems.append(f"panel titles cut off above their figure at {screen}: {clipped[:5]}")
     # Layout: nothing sticks out sideways (tables and formulas scroll inside their own box).
     overflow = driver.execute_script(OVERFLOW_JS)
     if overflow["page"] > overflow["viewport"] + 1 or overflow["offenders"]:
